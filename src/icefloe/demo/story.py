@@ -1,0 +1,156 @@
+"""The acceptance story, narrated: so far the data part (land, explore, evolve, time travel).
+
+Only this module and :mod:`icefloe.demo.loans` know the loan columns; the platform does not.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+
+from icefloe.cli.output import print_arrow
+from icefloe.config import Settings, write_default_config
+from icefloe.demo.loans import LABEL_COLUMN, generate_loans, write_loans
+from icefloe.errors import ConflictError, SchemaMismatchError
+from icefloe.lakehouse import Lakehouse
+
+TABLE = "lending.loans"
+DEMO_PROPERTY = "icefloe.demo"
+console = Console(highlight=False)
+
+
+def _step(number: int, title: str) -> None:
+    console.rule(f"[bold cyan]{number}. {title}")
+
+
+def _cmd(text: str) -> None:
+    console.print(f"[dim]$ {text}[/dim]")
+
+
+def _reset_demo_table(lh: Lakehouse) -> None:
+    """Drop the table left by an earlier demo run; never touch a table the demo did not make."""
+    if TABLE not in {t["table"] for t in lh.tables()}:
+        return
+    if lh.table(TABLE).properties.get(DEMO_PROPERTY) != "true":
+        raise ConflictError(
+            f"{TABLE} exists and was not created by the demo; "
+            "run the demo with another home (--home or ICEFLOE_HOME)"
+        )
+    console.print(f"replacing {TABLE} from an earlier demo run")
+    lh.drop(TABLE)
+
+
+def run_story(
+    settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, seed: int = 42,
+    use_spark: bool = True,
+) -> dict[str, int]:
+    """Run the data part of the story and return the snapshot ids it made (s1, s2)."""
+    started = time.monotonic()
+    lh = Lakehouse(settings)
+
+    _step(1, "Set up the icefloe home")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    write_default_config(settings)
+    _cmd("icefloe init")
+    console.print(f"home {settings.home.resolve()}  catalog {settings.resolved_catalog_uri}")
+    _reset_demo_table(lh)
+
+    _step(2, "Generate the loan book and a 'bad batch' with new categorical columns")
+    data_dir = settings.home / "demo"
+    base_file = write_loans(generate_loans(rows, seed), data_dir / "loans.parquet")
+    bad_file = write_loans(
+        generate_loans(bad_rows, seed, bad_batch=True), data_dir / "loans_bad_batch.parquet"
+    )
+    _cmd(f"icefloe data generate --rows {rows} --seed {seed} --output {base_file}")
+    _cmd(f"icefloe data generate --rows {bad_rows} --seed {seed} --bad-batch --output {bad_file}")
+
+    _step(3, f"Land the raw data in the Iceberg table {TABLE} (snapshot S1)")
+    _cmd(f"icefloe table load {TABLE} {base_file}")
+    s1 = lh.load_file(TABLE, base_file, "create", table_properties={DEMO_PROPERTY: "true"})
+    console.print(f"S1 = {s1.snapshot.snapshot_id}: {s1.snapshot.total_rows:,} rows")
+    lh.tag(TABLE, "s1-base", s1.snapshot.snapshot_id)
+    _cmd(f"icefloe table tag {TABLE} s1-base")
+
+    _step(4, "Explore: class balance and column summaries (DuckDB SQL over the snapshot)")
+    balance = f"""
+        SELECT {LABEL_COLUMN}, count(*) AS loans,
+               round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct
+        FROM {TABLE} GROUP BY 1 ORDER BY 2 DESC"""
+    _cmd(f'icefloe sql "SELECT {LABEL_COLUMN}, count(*) ... FROM {TABLE} GROUP BY 1"')
+    print_arrow(lh.sql(balance), title="class balance")
+    summary = lh.sql(
+        f"SELECT column_name, column_type, min, max, round(avg::DOUBLE, 2) AS avg, "
+        f"null_percentage FROM (SUMMARIZE {TABLE})"
+    )
+    print_arrow(summary, title="column summaries")
+
+    _step(5, "A new batch brings columns the table does not have")
+    _cmd(f"icefloe table load {TABLE} {bad_file} --mode append")
+    try:
+        lh.load_file(TABLE, bad_file, "append")
+        raise AssertionError("the bad batch was accepted without --evolve")
+    except SchemaMismatchError as exc:
+        console.print(f"[red]refused:[/red] {exc.message}")
+    current = lh.current_snapshot(TABLE)
+    assert current is not None
+    console.print(f"the table is untouched: still at S1 ({current.snapshot_id})")
+    _cmd(f"icefloe table load {TABLE} {bad_file} --mode append --evolve")
+    s2 = lh.load_file(TABLE, bad_file, "append", evolve=True)
+    console.print(
+        f"S2 = {s2.snapshot.snapshot_id}: {s2.snapshot.total_rows:,} rows, "
+        f"new columns {', '.join(s2.new_columns)}"
+    )
+
+    _step(6, "Time travel: the same query at S1 and at S2")
+    count_sql = f"SELECT count(*) AS loans, count(home_ownership) AS with_home FROM {TABLE}"
+    s1_id, s2_id = s1.snapshot.snapshot_id, s2.snapshot.snapshot_id
+    _cmd(f'icefloe sql "SELECT count(*) FROM {TABLE}" --at {TABLE}=s1-base')
+    print_arrow(lh.sql(f"SELECT count(*) AS loans FROM {TABLE}", {TABLE: "s1-base"}),
+                title="at S1 (tag s1-base)")
+    print_arrow(lh.sql(count_sql, {TABLE: s2_id}), title="at S2")
+
+    _step(7, "Roll the table back to S1; S2 stays in the history")
+    _cmd(f"icefloe table rollback {TABLE} --to {s1_id}")
+    lh.rollback(TABLE, s1_id)
+    print_arrow(lh.sql(f"SELECT count(*) AS loans FROM {TABLE}"), title="current (S1)")
+    columns = lh.read(TABLE, limit=1).column_names
+    console.print(f"current columns: {', '.join(columns)}")
+    console.print(f"S2 still reads {lh.read(TABLE, snapshot_id=s2_id).num_rows:,} rows")
+    _cmd(f"icefloe table snapshots {TABLE}")
+    for snap in lh.snapshots(TABLE):
+        marker = "*" if snap.current else " "
+        console.print(
+            f" {marker} {snap.snapshot_id}  {snap.time}  {snap.operation:<9} "
+            f"{snap.total_rows:>6,} rows  {', '.join(snap.tags)}"
+        )
+
+    if use_spark:
+        _step(8, "Spark reads the same snapshot (PyIceberg plans the files, Spark reads them)")
+        from pyspark.sql import functions as F
+
+        from icefloe.compute import read_table, spark_session
+        from icefloe.compute.bridge import spark_to_arrow
+
+        spark = spark_session(settings, app_name="icefloe-demo")
+        df = read_table(spark, TABLE, snapshot_id=s1_id, lakehouse=lh)
+        by_term = (
+            df.groupBy("term_months")
+            .agg(F.count("*").alias("loans"),
+                 F.round(F.avg(F.col(LABEL_COLUMN).isin("Charged Off", "Default").cast("double"))
+                         * 100, 1).alias("default_pct"))
+            .orderBy("term_months")
+        )
+        print_arrow(spark_to_arrow(by_term),
+                    title=f"Spark: default rate by term at S1 ({df.count():,} rows)")
+
+    console.rule("[bold green]done")
+    console.print(f"the data part of the story ran in {time.monotonic() - started:.1f} s. Try:")
+    for line in (
+        f"icefloe table snapshots {TABLE}",
+        f"icefloe table show {TABLE} --snapshot {s2_id} --limit 5",
+        f"icefloe table rollback {TABLE} --to {s2_id}   # roll forward again",
+        f'icefloe sql "SELECT purpose, count(*) FROM {TABLE} GROUP BY 1" --at {TABLE}={s2_id}',
+    ):
+        console.print(f"  {line}")
+    return {"s1": s1_id, "s2": s2_id}

@@ -1,0 +1,183 @@
+"""Pure schema logic: making Arrow data fit Iceberg, and deciding whether data fits a table.
+
+Nothing here touches the catalog; :mod:`icefloe.lakehouse.tables` calls these before every
+write so that a refusal names the offending column and happens before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.io.pyarrow import _ConvertToIcebergWithoutIDs, schema_to_pyarrow, visit_pyarrow
+from pyiceberg.schema import Schema
+from pyiceberg.types import (
+    DecimalType,
+    DoubleType,
+    FloatType,
+    IcebergType,
+    IntegerType,
+    LongType,
+)
+
+from icefloe.errors import SchemaMismatchError
+
+
+def _normalize_type(t: pa.DataType) -> pa.DataType:
+    """The Arrow type Iceberg can store for ``t`` (microsecond timestamps, signed ints...)."""
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz="UTC" if t.tz else None)
+    if pa.types.is_time(t):
+        return pa.time64("us")
+    if pa.types.is_dictionary(t):
+        return _normalize_type(t.value_type)
+    if pa.types.is_null(t):
+        return pa.string()
+    if pa.types.is_uint8(t) or pa.types.is_uint16(t) or pa.types.is_int8(t) or pa.types.is_int16(t):
+        return pa.int32()
+    if pa.types.is_uint32(t) or pa.types.is_uint64(t):
+        return pa.int64()
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_date64(t):
+        return pa.date32()
+    return t
+
+
+def normalize_arrow(data: pa.Table) -> pa.Table:
+    """Cast columns to types Iceberg accepts; nanosecond timestamps are truncated to us.
+
+    Raises:
+        SchemaMismatchError: A column that cannot be cast (e.g. a uint64 over 2**63).
+    """
+    columns = []
+    for name, column in zip(data.column_names, data.columns, strict=True):
+        target = _normalize_type(column.type)
+        if target != column.type:
+            try:
+                safe = not pa.types.is_timestamp(column.type)
+                column = pc.cast(column, target, safe=safe)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SchemaMismatchError(
+                    f"column {name!r} of type {column.type} cannot be stored as {target}: {exc}"
+                ) from exc
+        columns.append(column)
+    names = data.column_names
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SchemaMismatchError(f"duplicate column name(s) in the data: {', '.join(dupes)}")
+    return pa.Table.from_arrays(columns, names=names)
+
+
+def iceberg_schema_of(data: pa.Schema) -> Schema:
+    """Iceberg schema (with placeholder ids) for an Arrow schema."""
+    return visit_pyarrow(data, _ConvertToIcebergWithoutIDs())  # type: ignore[no-any-return]
+
+
+def _is_widening(source: IcebergType, target: IcebergType) -> bool:
+    """True if ``source`` values fit ``target`` without loss under Iceberg's promotion rules."""
+    if source == target:
+        return True
+    if isinstance(source, IntegerType) and isinstance(target, LongType):
+        return True
+    if isinstance(source, FloatType) and isinstance(target, DoubleType):
+        return True
+    if isinstance(source, DecimalType) and isinstance(target, DecimalType):
+        return source.scale == target.scale and source.precision <= target.precision
+    return False
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """What a write must do to the schema: columns to add and columns to widen."""
+
+    new_columns: tuple[str, ...] = ()
+    widened_columns: tuple[str, ...] = ()
+
+    @property
+    def changes_schema(self) -> bool:
+        """True if the table schema must be evolved for this write."""
+        return bool(self.new_columns or self.widened_columns)
+
+
+def plan_write(table_name: str, table_schema: Schema, data: pa.Schema, evolve: bool) -> WritePlan:
+    """Decide whether ``data`` can be written into a table with ``table_schema``.
+
+    Args:
+        table_name: For messages.
+        table_schema: The table's current Iceberg schema.
+        data: Schema of the (normalized) data.
+        evolve: Whether new columns may be added and compatible types widened.
+
+    Returns:
+        The schema changes the write needs (empty when the data fits as is).
+
+    Raises:
+        SchemaMismatchError: Naming the first offending column and what to do about it.
+    """
+    incoming = iceberg_schema_of(data)
+    new_columns: list[str] = []
+    widened: list[str] = []
+    for field in incoming.fields:
+        try:
+            existing = table_schema.find_field(field.name, case_sensitive=True)
+        except ValueError:
+            new_columns.append(field.name)
+            continue
+        if _is_widening(field.field_type, existing.field_type):
+            continue
+        if _is_widening(existing.field_type, field.field_type):
+            widened.append(field.name)
+            continue
+        raise SchemaMismatchError(
+            f"column {field.name!r} is {field.field_type} in the data but "
+            f"{existing.field_type} in table {table_name}; the types are not compatible"
+        )
+    incoming_names = {f.name for f in incoming.fields}
+    for field in table_schema.fields:
+        if field.required and field.name not in incoming_names:
+            raise SchemaMismatchError(
+                f"column {field.name!r} is required by table {table_name} but missing from the data"
+            )
+    if not evolve and new_columns:
+        cols = ", ".join(repr(c) for c in new_columns)
+        raise SchemaMismatchError(
+            f"column(s) {cols} not in table {table_name}; "
+            "append with --evolve (evolve=True) to add them"
+        )
+    # Without evolve, wider data (a pandas int64 for an int column) is cast down by
+    # cast_to_table, which refuses values that do not fit.
+    return WritePlan(tuple(new_columns), tuple(widened) if evolve else ())
+
+
+def cast_to_table(data: pa.Table, table_schema: Schema, table_name: str = "the table") -> pa.Table:
+    """Cast columns to the table's types: widening always, narrowing only where values fit.
+
+    Raises:
+        SchemaMismatchError: A value does not fit the table's (narrower) column type.
+    """
+    target = schema_to_pyarrow(table_schema, include_field_ids=False)
+    columns = []
+    for name, column in zip(data.column_names, data.columns, strict=True):
+        idx = target.get_field_index(name)
+        if idx >= 0:
+            want = target.field(idx).type
+            if pa.types.is_large_string(want):
+                want = pa.string()
+            if pa.types.is_large_binary(want):
+                want = pa.binary()
+            if want != column.type:
+                try:
+                    column = pc.cast(column, want, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise SchemaMismatchError(
+                        f"column {name!r} has values that do not fit {want} in {table_name}; "
+                        "write with --evolve (evolve=True) to widen the column"
+                    ) from exc
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=data.column_names)

@@ -1,0 +1,227 @@
+"""Snapshot history, references (tags), time travel resolution and rollback.
+
+The functions that only look at table metadata are pure; the ones that commit (tags,
+rollback) retry lost races and check whether an earlier attempt already landed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
+from pyiceberg.table.refs import SnapshotRefType
+from pyiceberg.table.snapshots import Snapshot
+
+from icefloe.errors import ConflictError, InvalidInputError, NoSuchSnapshotError
+from icefloe.lakehouse.catalog import load_table, retry_lost_races
+from icefloe.lakehouse.names import TableName, parse_table_name, validate_tag
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One entry of a table's history, as users see it."""
+
+    snapshot_id: int
+    parent_id: int | None
+    timestamp_ms: int
+    operation: str
+    added_rows: int | None
+    total_rows: int | None
+    schema_id: int | None
+    current: bool
+    in_current_lineage: bool
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def time(self) -> str:
+        """ISO-8601 UTC time of the commit."""
+        return format_ms(self.timestamp_ms)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form, with the time as ISO text."""
+        return {**asdict(self), "time": self.time}
+
+
+def format_ms(ms: int) -> str:
+    """Milliseconds since the epoch as ISO-8601 UTC text."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value is not None else None
+
+
+def _ancestor_ids(table: Table) -> set[int]:
+    ids: set[int] = set()
+    snap = table.current_snapshot()
+    while snap is not None:
+        ids.add(snap.snapshot_id)
+        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
+    return ids
+
+
+def tags_by_snapshot(table: Table) -> dict[int, list[str]]:
+    """Tag names grouped by the snapshot they point at."""
+    out: dict[int, list[str]] = {}
+    for name, ref in table.metadata.refs.items():
+        if ref.snapshot_ref_type == SnapshotRefType.TAG:
+            out.setdefault(ref.snapshot_id, []).append(name)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def snapshot_info(table: Table, snap: Snapshot) -> SnapshotInfo:
+    """Describe one snapshot of ``table``."""
+    summary = snap.summary
+    props = summary.additional_properties if summary is not None else {}
+    current = table.current_snapshot()
+    return SnapshotInfo(
+        snapshot_id=snap.snapshot_id,
+        parent_id=snap.parent_snapshot_id,
+        timestamp_ms=snap.timestamp_ms,
+        operation=summary.operation.value if summary is not None else "unknown",
+        added_rows=_int_or_none(props.get("added-records")),
+        total_rows=_int_or_none(props.get("total-records")),
+        schema_id=snap.schema_id,
+        current=current is not None and current.snapshot_id == snap.snapshot_id,
+        in_current_lineage=snap.snapshot_id in _ancestor_ids(table),
+        tags=tags_by_snapshot(table).get(snap.snapshot_id, []),
+    )
+
+
+def history(table: Table) -> list[SnapshotInfo]:
+    """Every snapshot the table keeps, oldest first (rolled-back ones included)."""
+    snaps = sorted(table.metadata.snapshots, key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+    return [snapshot_info(table, s) for s in snaps]
+
+
+def parse_time(text: str) -> int:
+    """Parse a point in time: ISO-8601 (naive means UTC) or integer milliseconds since epoch.
+
+    Raises:
+        InvalidInputError: The text is neither.
+    """
+    value = text.strip()
+    if re.fullmatch(r"\d{10,}", value):
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"cannot parse time {text!r}: use ISO-8601 (2026-11-26T10:00:00Z) or epoch ms"
+        ) from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def resolve_snapshot(
+    table: Table,
+    *,
+    snapshot_id: int | None = None,
+    tag: str | None = None,
+    as_of: str | int | None = None,
+) -> Snapshot | None:
+    """Find the snapshot a read refers to; the current one when nothing is given.
+
+    Returns:
+        The snapshot, or None for a table that has no snapshot yet (read as empty).
+
+    Raises:
+        InvalidInputError: More than one of snapshot_id, tag and as_of was given.
+        NoSuchSnapshotError: Naming the table and the snapshot id, tag or time that matched nothing.
+    """
+    given = [x for x in (snapshot_id, tag, as_of) if x is not None]
+    if len(given) > 1:
+        raise InvalidInputError("give only one of snapshot id, tag or as-of time")
+    name = ".".join(table.name()[-2:])
+    if snapshot_id is not None:
+        snap = table.snapshot_by_id(snapshot_id)
+        if snap is None:
+            raise NoSuchSnapshotError(f"snapshot {snapshot_id} is not in the history of {name}")
+        return snap
+    if tag is not None:
+        ref = table.metadata.refs.get(tag)
+        if ref is None:
+            known = ", ".join(sorted(table.metadata.refs)) or "none"
+            raise NoSuchSnapshotError(f"tag {tag!r} does not exist on {name} (refs: {known})")
+        return table.snapshot_by_id(ref.snapshot_id)
+    if as_of is not None:
+        ms = as_of if isinstance(as_of, int) else parse_time(as_of)
+        snap = table.snapshot_as_of_timestamp(ms)
+        if snap is None:
+            raise NoSuchSnapshotError(f"{name} has no snapshot at or before {format_ms(ms)}")
+        return snap
+    return table.current_snapshot()
+
+
+def create_tag(
+    catalog: SqlCatalog, name: str, tag: str, snapshot_id: int | None = None
+) -> SnapshotInfo:
+    """Tag a snapshot (the current one by default). Tagging the same snapshot again is a no-op.
+
+    Raises:
+        ConflictError: The tag exists and points at another snapshot.
+        NoSuchSnapshotError: The snapshot is unknown, or the table has no snapshot to tag.
+    """
+    validate_tag(tag)
+    tname = parse_table_name(name)
+
+    def attempt() -> SnapshotInfo:
+        table = load_table(catalog, tname)
+        target = resolve_snapshot(table, snapshot_id=snapshot_id)
+        if target is None:
+            raise NoSuchSnapshotError(f"table {tname} has no snapshot to tag yet")
+        existing = table.metadata.refs.get(tag)
+        if existing is not None:
+            if existing.snapshot_id == target.snapshot_id and (
+                existing.snapshot_ref_type == SnapshotRefType.TAG
+            ):
+                return snapshot_info(table, target)
+            raise ConflictError(
+                f"tag {tag!r} already exists on {tname} (snapshot {existing.snapshot_id})"
+            )
+        table.manage_snapshots().create_tag(target.snapshot_id, tag).commit()
+        return snapshot_info(load_table(catalog, tname), target)
+
+    return retry_lost_races(attempt, f"tagging {tname}")
+
+
+def list_tags(table: Table) -> list[dict[str, object]]:
+    """Tags of the table with the snapshot each points at."""
+    return [
+        {"tag": tag, "snapshot_id": ref.snapshot_id}
+        for tag, ref in sorted(table.metadata.refs.items())
+        if ref.snapshot_ref_type == SnapshotRefType.TAG
+    ]
+
+
+def rollback(catalog: SqlCatalog, name: str | TableName, snapshot_id: int) -> SnapshotInfo:
+    """Make ``snapshot_id`` the table's current snapshot.
+
+    Going back to an ancestor is a rollback; going to a snapshot that was rolled back from is
+    a roll forward. Either way the history is kept, so every snapshot stays readable.
+
+    Raises:
+        NoSuchSnapshotError: The snapshot is not in the table's history.
+    """
+    tname = name if isinstance(name, TableName) else parse_table_name(name)
+
+    def attempt() -> SnapshotInfo:
+        table = load_table(catalog, tname)
+        target = resolve_snapshot(table, snapshot_id=snapshot_id)
+        assert target is not None  # resolve_snapshot raises for unknown ids
+        current = table.current_snapshot()
+        if current is not None and current.snapshot_id == snapshot_id:
+            return snapshot_info(table, target)
+        manage = table.manage_snapshots()
+        if snapshot_id in _ancestor_ids(table):
+            manage.rollback_to_snapshot(snapshot_id)
+        else:
+            manage.set_current_snapshot(snapshot_id=snapshot_id)
+        manage.commit()
+        return snapshot_info(load_table(catalog, tname), target)
+
+    return retry_lost_races(attempt, f"rolling back {tname}")
