@@ -17,8 +17,8 @@ from icefloe.cli import data as data_cli
 from icefloe.cli import system as system_cli
 from icefloe.cli import table as table_cli
 from icefloe.cli.output import err_console
-from icefloe.errors import IcefloeError
 from icefloe.cli.state import State
+from icefloe.errors import IcefloeError
 
 app = typer.Typer(
     name="icefloe",

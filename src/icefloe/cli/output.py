@@ -61,7 +61,10 @@ def print_rows(
 ) -> None:
     """Print dict rows as a Rich table."""
     cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
-    table = Table(title=title, show_lines=False)
+    if title:
+        # A title line of its own: Rich would wrap a title to the width of a narrow table.
+        console.print(f"[bold]{title}[/bold]")
+    table = Table(show_lines=False)
     for col in cols:
         table.add_column(col, overflow="fold")
     for row in rows:

@@ -75,19 +75,22 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
         missing.append(f"java: {exc.message}")
     if not settings.home.exists():
         missing.append(f"home {settings.home} does not exist yet: run icefloe init")
+    paths = {
+        "home": str(settings.home.resolve()),
+        "config_file": str(settings.config_file.resolve()),
+        "catalog_uri": settings.resolved_catalog_uri,
+        "warehouse": settings.warehouse_path,
+    }
+    setting_rows = {
+        k: {"value": v, "source": settings.source_of(k)} for k, v in settings.as_dict().items()
+    }
+    ok = not any(m.startswith(("java", "package")) for m in missing)
     report = {
-        "ok": not any(m.startswith(("java", "package")) for m in missing),
+        "ok": ok,
         "versions": versions,
         "java": java,
-        "paths": {
-            "home": str(settings.home.resolve()),
-            "config_file": str(settings.config_file.resolve()),
-            "catalog_uri": settings.resolved_catalog_uri,
-            "warehouse": settings.warehouse_path,
-        },
-        "settings": {
-            k: {"value": v, "source": settings.source_of(k)} for k, v in settings.as_dict().items()
-        },
+        "paths": paths,
+        "settings": setting_rows,
         "missing": missing,
         "python_executable": sys.executable,
     }
@@ -100,15 +103,15 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
             console.print(
                 f"java      {java['version']} from {java['source']} ({java['home']})"
             )
-        for key, value in report["paths"].items():
+        for key, value in paths.items():
             console.print(f"{key:<9} {value}")
         print_rows([{"setting": k, "value": v["value"], "source": v["source"]}
-                    for k, v in report["settings"].items()], title="settings")
+                    for k, v in setting_rows.items()], title="settings")
         for item in missing:
             console.print(f"[yellow]missing:[/yellow] {item}")
         if not missing:
             success("nothing missing")
-    if not report["ok"]:
+    if not ok:
         raise typer.Exit(ConfigError.exit_code)
 
 

@@ -32,7 +32,7 @@ def load(
     name: str = typer.Argument(..., help="Table as namespace.table, e.g. lending.loans."),
     file: Path = typer.Argument(..., help="CSV or Parquet file."),
     mode: str = typer.Option(
-        "auto", "--mode", help="create | append | overwrite | auto (create if missing, else append)."
+        "auto", "--mode", help="create | append | overwrite | auto (create if new, else append)."
     ),
     evolve: bool = typer.Option(
         False, "--evolve", help="Add new columns by name and widen compatible types."

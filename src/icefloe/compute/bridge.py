@@ -8,25 +8,19 @@ data. Writes: Spark -> Arrow -> one PyIceberg commit (see ``icefloe.lakehouse.ta
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
 
 from icefloe.lakehouse import Lakehouse, WriteResult
+from icefloe.lakehouse.layout import FileLayout, plan_snapshot_files, source_column
 from icefloe.lakehouse.snapshots import resolve_snapshot
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
-
-_FIELD_ID_KEY = b"PARQUET:field_id"
-# One group of data files that share a physical layout: (field id, column name, type) each.
-FileLayout = tuple[tuple[int | None, str, str], ...]
 
 
 def spark_schema_of(schema: Schema) -> StructType:
@@ -37,31 +31,18 @@ def spark_schema_of(schema: Schema) -> StructType:
     return from_arrow_schema(arrow, prefer_timestamp_ntz=True)
 
 
-def _layout(table: Table, path: str) -> FileLayout:
-    with table.io.new_input(path).open() as stream:
-        physical = pq.read_schema(stream)
-    out = []
-    for f in physical:
-        raw = (f.metadata or {}).get(_FIELD_ID_KEY)
-        out.append((int(raw) if raw is not None else None, f.name, str(f.type)))
-    return tuple(out)
-
-
 def _project(df: DataFrame, layout: FileLayout, schema: Schema, target: StructType) -> DataFrame:
     """Select the snapshot schema's columns from files of one layout, by field id."""
     from pyspark.sql import functions as F
 
-    by_id = {fid: name for fid, name, _ in layout if fid is not None}
-    by_name = {name for _, name, _ in layout}
     columns = []
     for field, spark_field in zip(schema.fields, target.fields, strict=True):
-        source = by_id.get(field.field_id)
-        if source is None and not by_id and field.name in by_name:
-            source = field.name  # files without field ids (imported): match by name
+        source = source_column(layout, field.field_id, field.name)
         if source is None:
             columns.append(F.lit(None).cast(spark_field.dataType).alias(field.name))
         else:
-            columns.append(F.col(f"`{source}`").cast(spark_field.dataType).alias(field.name))
+            quoted = source.name.replace("`", "``")
+            columns.append(F.col(f"`{quoted}`").cast(spark_field.dataType).alias(field.name))
     return df.select(*columns)
 
 
@@ -90,26 +71,17 @@ def read_table(
     if snap is None:
         schema = table.schema()
         return spark.createDataFrame([], spark_schema_of(schema))
-    scan = table.scan(snapshot_id=snap.snapshot_id)
-    schema = scan.projection()
-    target = spark_schema_of(schema)
-    tasks = list(scan.plan_files())
-    if not tasks:
-        return spark.createDataFrame([], target)
-    if any(task.delete_files for task in tasks):
+    files = plan_snapshot_files(table, snap.snapshot_id)
+    target = spark_schema_of(files.schema)
+    if files.has_deletes:
         # Merge-on-read deletes: let PyIceberg apply them, then hand Spark the result.
-        return spark.createDataFrame(scan.to_arrow().to_pandas(), target)
-
-    groups: dict[FileLayout, list[str]] = defaultdict(list)
-    for task in tasks:
-        path = task.file.file_path
-        groups[_layout(table, path)].append(path)
+        arrow = table.scan(snapshot_id=snap.snapshot_id).to_arrow()
+        return spark.createDataFrame(arrow.to_pandas(), target)
     result: DataFrame | None = None
-    for layout, paths in groups.items():
-        part = _project(spark.read.parquet(*paths), layout, schema, target)
+    for layout, paths in files.groups.items():
+        part = _project(spark.read.parquet(*paths), layout, files.schema, target)
         result = part if result is None else result.unionByName(part)
-    assert result is not None
-    return result
+    return result if result is not None else spark.createDataFrame([], target)
 
 
 def spark_to_arrow(df: DataFrame) -> pa.Table:

@@ -7,6 +7,7 @@ as given.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sqlite3
@@ -126,10 +127,8 @@ def open_catalog(settings: Settings) -> SqlCatalog:
 def ensure_namespace(catalog: SqlCatalog, namespace: str) -> None:
     """Create ``namespace`` if it does not exist (safe against concurrent creators)."""
     validate_namespace(namespace)
-    try:
+    with contextlib.suppress(NamespaceAlreadyExistsError):  # a concurrent creator won
         catalog.create_namespace_if_not_exists(namespace)
-    except NamespaceAlreadyExistsError:
-        pass
 
 
 def list_namespaces(catalog: SqlCatalog) -> list[str]:

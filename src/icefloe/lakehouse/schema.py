@@ -76,7 +76,9 @@ def normalize_arrow(data: pa.Table) -> pa.Table:
 
 def iceberg_schema_of(data: pa.Schema) -> Schema:
     """Iceberg schema (with placeholder ids) for an Arrow schema."""
-    return visit_pyarrow(data, _ConvertToIcebergWithoutIDs())  # type: ignore[no-any-return]
+    schema = visit_pyarrow(data, _ConvertToIcebergWithoutIDs())
+    assert isinstance(schema, Schema)
+    return schema
 
 
 def _is_widening(source: IcebergType, target: IcebergType) -> bool:
@@ -90,6 +92,17 @@ def _is_widening(source: IcebergType, target: IcebergType) -> bool:
     if isinstance(source, DecimalType) and isinstance(target, DecimalType):
         return source.scale == target.scale and source.precision <= target.precision
     return False
+
+
+def _fits(source: IcebergType, target: IcebergType) -> bool:
+    """True if ``source`` data can be written into a ``target`` column (checked per value).
+
+    Beyond Iceberg's promotions this lets integers into floating-point columns, since CSV
+    readers infer ``77300`` as an integer where the table holds doubles.
+    """
+    if _is_widening(source, target):
+        return True
+    return isinstance(source, IntegerType | LongType) and isinstance(target, FloatType | DoubleType)
 
 
 @dataclass(frozen=True)
@@ -129,7 +142,7 @@ def plan_write(table_name: str, table_schema: Schema, data: pa.Schema, evolve: b
         except ValueError:
             new_columns.append(field.name)
             continue
-        if _is_widening(field.field_type, existing.field_type):
+        if _fits(field.field_type, existing.field_type):
             continue
         if _is_widening(existing.field_type, field.field_type):
             widened.append(field.name)
@@ -181,3 +194,16 @@ def cast_to_table(data: pa.Table, table_schema: Schema, table_name: str = "the t
                     ) from exc
         columns.append(column)
     return pa.Table.from_arrays(columns, names=data.column_names)
+
+
+def evolution_schema(table_schema: Schema, data: pa.Schema, plan: WritePlan) -> pa.Schema:
+    """The Arrow schema to union into the table: the data's columns with the table's types
+    everywhere except for new and widened columns, so that ``union_by_name`` never tries to
+    narrow a column the data merely fits into (an integer CSV column into a double column)."""
+    target = schema_to_pyarrow(table_schema, include_field_ids=False)
+    fields = []
+    for field in data:
+        idx = target.get_field_index(field.name)
+        keep_data_type = idx < 0 or field.name in plan.widened_columns
+        fields.append(field if keep_data_type else field.with_type(target.field(idx).type))
+    return pa.schema(fields)

@@ -1,28 +1,63 @@
 """SQL over lakehouse tables with DuckDB.
 
-Tables are referred to as ``namespace.table``. Each table the query names is read (at its
-current snapshot, or at the snapshot/tag it is pinned to) and exposed to DuckDB as a view in
-a schema of the same name, so ordinary SQL works unchanged.
+Tables are referred to as ``namespace.table``. Each table the query names becomes a DuckDB
+view (in a schema of the same name, so ordinary SQL works unchanged) over the Parquet files
+of its current snapshot, or of the snapshot/tag it is pinned to. DuckDB reads the files
+itself, so it projects columns and streams; files written under older schemas are mapped by
+field id as in the Spark bridge.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.types import (
+    BinaryType,
+    BooleanType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    FloatType,
+    IcebergType,
+    IntegerType,
+    LongType,
+    StringType,
+    TimestampType,
+    TimestamptzType,
+    TimeType,
+    UUIDType,
+)
 
 from icefloe.errors import InvalidInputError, NoSuchTableError, QueryError
-from icefloe.lakehouse.catalog import list_table_names
+from icefloe.lakehouse.catalog import list_table_names, load_table
+from icefloe.lakehouse.layout import SnapshotFiles, plan_snapshot_files, source_column
 from icefloe.lakehouse.names import TableName, parse_table_name
+from icefloe.lakehouse.snapshots import resolve_snapshot
 from icefloe.lakehouse.tables import read_arrow
 
 _QUALIFIED = re.compile(r'"?([A-Za-z_][A-Za-z0-9_]*)"?\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?')
 _STRING_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 Pin = int | str
+_DUCKDB_TYPES: dict[type, str] = {
+    BooleanType: "BOOLEAN",
+    IntegerType: "INTEGER",
+    LongType: "BIGINT",
+    FloatType: "FLOAT",
+    DoubleType: "DOUBLE",
+    StringType: "VARCHAR",
+    BinaryType: "BLOB",
+    DateType: "DATE",
+    TimeType: "TIME",
+    TimestampType: "TIMESTAMP",
+    TimestamptzType: "TIMESTAMPTZ",
+    UUIDType: "UUID",
+}
 
 
 def referenced_tables(query: str, known: set[TableName]) -> list[TableName]:
@@ -45,6 +80,77 @@ def parse_pin(text: str) -> tuple[str, Pin]:
         )
     parse_table_name(name)
     return name, int(ref) if ref.isdigit() else ref
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _duckdb_type(t: IcebergType) -> str | None:
+    """DuckDB type for an Iceberg primitive type; None for types left to the Arrow path."""
+    if isinstance(t, DecimalType):
+        return f"DECIMAL({t.precision},{t.scale})"
+    return _DUCKDB_TYPES.get(type(t))
+
+
+def view_sql(files: SnapshotFiles) -> str | None:
+    """SQL that reads a snapshot's Parquet files in DuckDB, mapped onto the snapshot schema.
+
+    Returns None when DuckDB cannot read the files itself (delete files, remote storage,
+    nested types, no files); the caller then hands DuckDB the rows PyIceberg read.
+    """
+    if files.has_deletes or not files.groups:
+        return None
+    types = {}
+    for f in files.schema.fields:
+        sql_type = _duckdb_type(f.field_type)
+        if sql_type is None:
+            return None
+        types[f.field_id] = sql_type
+    parts = []
+    for layout, paths in files.groups.items():
+        if any("://" in p and not p.startswith("file://") for p in paths):
+            return None
+        local = ", ".join("'" + p.removeprefix("file://").replace("'", "''") + "'" for p in paths)
+        columns = []
+        for f in files.schema.fields:
+            source = source_column(layout, f.field_id, f.name)
+            expr = "NULL" if source is None else _quote(source.name)
+            columns.append(f"CAST({expr} AS {types[f.field_id]}) AS {_quote(f.name)}")
+        parts.append(f"SELECT {', '.join(columns)} FROM read_parquet([{local}])")
+    return "\nUNION ALL\n".join(parts)
+
+
+def _expose(
+    con: duckdb.DuckDBPyConnection,
+    catalog: SqlCatalog,
+    name: TableName,
+    ref: Pin | None,
+    alias: str,
+) -> set[str]:
+    """Create the view ``namespace.table`` in DuckDB for the snapshot the query reads.
+
+    Returns:
+        The local folders the view reads files from.
+    """
+    table = load_table(catalog, name)
+    snap = resolve_snapshot(
+        table,
+        snapshot_id=ref if isinstance(ref, int) else None,
+        tag=ref if isinstance(ref, str) else None,
+    )
+    files = plan_snapshot_files(table, snap.snapshot_id) if snap else None
+    body = view_sql(files) if files else None
+    folders = {str(Path(p.removeprefix("file://")).parent) + "/" for p in files.paths} if (
+        body and files) else set()
+    if body is None:
+        data = read_arrow(catalog, str(name), snapshot_id=snap.snapshot_id if snap else None)
+        con.register(alias, data)
+        body = f"SELECT * FROM {alias}"
+    # Namespace and table names were validated as plain identifiers.
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{name.namespace}"')
+    con.execute(f'CREATE VIEW "{name.namespace}"."{name.table}" AS {body}')
+    return folders
 
 
 def run_sql(
@@ -75,21 +181,18 @@ def run_sql(
 
     con = duckdb.connect(database=":memory:")
     try:
+        con.execute("SET TimeZone = 'UTC'")
+        folders: set[str] = set()
         for i, name in enumerate(tables):
-            ref = pinned.get(name)
-            data = read_arrow(
-                catalog,
-                str(name),
-                snapshot_id=ref if isinstance(ref, int) else None,
-                tag=ref if isinstance(ref, str) else None,
-            )
-            alias = f"__icefloe_table_{i}"
-            con.register(alias, data)
-            # Names were validated as plain identifiers, so quoting them is safe.
-            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{name.namespace}"')
-            con.execute(f'CREATE VIEW "{name.namespace}"."{name.table}" AS SELECT * FROM {alias}')
+            folders |= _expose(con, catalog, name, pinned.get(name), f"__icefloe_table_{i}")
+        # The query may read the tables' own data files and nothing else: no other local
+        # files, no COPY ... TO, no ATTACH, and no way to switch this back on.
+        con.execute("SET allowed_directories = $dirs", {"dirs": sorted(folders)})
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
         try:
-            return con.execute(query).to_arrow_table()
+            relation = con.sql(query)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
         except duckdb.Error as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise QueryError(f"SQL error: {first_line}") from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
+
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import TableAlreadyExistsError
@@ -23,7 +24,12 @@ from icefloe.lakehouse.catalog import (
     table_exists,
 )
 from icefloe.lakehouse.names import TableName, parse_table_name
-from icefloe.lakehouse.schema import cast_to_table, normalize_arrow, plan_write
+from icefloe.lakehouse.schema import (
+    cast_to_table,
+    evolution_schema,
+    normalize_arrow,
+    plan_write,
+)
 from icefloe.lakehouse.snapshots import SnapshotInfo, resolve_snapshot, snapshot_info
 
 WRITE_MODES: tuple[str, ...] = ("auto", "create", "append", "overwrite")
@@ -49,12 +55,13 @@ class WriteResult:
 
 
 def _landed(table: Table, write_id: str) -> int | None:
-    """Snapshot id of the earlier attempt of this write, if it was committed after all."""
-    for snap in table.metadata.snapshots:
+    """Last snapshot of this write if it was committed (an overwrite commits two: delete, add)."""
+    found: int | None = None
+    for snap in sorted(table.metadata.snapshots, key=lambda s: s.sequence_number or 0):
         props = snap.summary.additional_properties if snap.summary is not None else {}
         if props.get(WRITE_ID_PROPERTY) == write_id:
-            return snap.snapshot_id
-    return None
+            found = snap.snapshot_id
+    return found
 
 
 def write_arrow(
@@ -106,7 +113,7 @@ def write_arrow(
         with table.transaction() as tx:
             if plan.changes_schema:
                 with tx.update_schema() as update:
-                    update.union_by_name(data.schema)
+                    update.union_by_name(evolution_schema(table.schema(), data.schema, plan))
             fitted = cast_to_table(data, tx.table_metadata.schema(), str(tname))
             if mode == "append":
                 tx.append(fitted, snapshot_properties=summary)

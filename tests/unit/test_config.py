@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from icefloe.config import Settings, load_settings, write_default_config
+from icefloe.errors import ConfigError
+
+
+def test_defaults_put_everything_in_the_home(tmp_path: Path) -> None:
+    s = load_settings(env={}, home=tmp_path / "h")
+    assert s.spark_master == "local[*]"
+    assert s.resolved_catalog_uri == f"sqlite:///{tmp_path / 'h' / 'catalog.db'}"
+    assert s.warehouse_path == (tmp_path / "h" / "warehouse").resolve().as_uri()
+    assert s.resolved_platform_db_url.endswith("platform.db")
+    assert s.source_of("spark_master") == "default"
+
+
+def test_default_home_is_dot_icefloe() -> None:
+    assert load_settings(env={}).home == Path(".icefloe")
+
+
+def test_precedence_defaults_file_env_arguments(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        '[icefloe]\nspark_master = "local[1]"\napi_port = 9000\nspark_app_name = "from-file"\n'
+    )
+    env = {"ICEFLOE_HOME": str(home), "ICEFLOE_API_PORT": "9100", "ICEFLOE_SPARK_UI": "true"}
+    s = load_settings(env=env, spark_app_name="from-arg")
+    assert s.home == home
+    assert s.spark_master == "local[1]" and s.source_of("spark_master") == "file"
+    assert s.api_port == 9100 and s.source_of("api_port") == "env"
+    assert s.spark_ui is True
+    assert s.spark_app_name == "from-arg" and s.source_of("spark_app_name") == "argument"
+    assert s.catalog_name == "icefloe" and s.source_of("catalog_name") == "default"
+
+
+def test_argument_home_beats_env_home(tmp_path: Path) -> None:
+    s = load_settings(env={"ICEFLOE_HOME": str(tmp_path / "env")}, home=tmp_path / "arg")
+    assert s.home == tmp_path / "arg"
+
+
+def test_bad_values_name_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="api_port"):
+        load_settings(env={"ICEFLOE_API_PORT": "eighty"}, home=tmp_path)
+    with pytest.raises(ConfigError, match="spark_ui"):
+        load_settings(env={"ICEFLOE_SPARK_UI": "maybe"}, home=tmp_path)
+
+
+def test_bad_config_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("spark_master = [unclosed")
+    with pytest.raises(ConfigError, match="config.toml"):
+        load_settings(env={}, home=tmp_path)
+    (tmp_path / "config.toml").write_text('[icefloe]\nno_such_setting = 1\n')
+    with pytest.raises(ConfigError, match="no_such_setting"):
+        load_settings(env={}, home=tmp_path)
+
+
+def test_default_config_file_is_written_once_and_parses(tmp_path: Path) -> None:
+    s = load_settings(env={}, home=tmp_path)
+    assert write_default_config(s) is True
+    text = s.config_file.read_text()
+    assert write_default_config(s) is False
+    assert s.config_file.read_text() == text
+    assert load_settings(env={}, home=tmp_path) == Settings(home=tmp_path)
+
+
+def test_absolute_warehouse_and_catalog_uri_are_kept(tmp_path: Path) -> None:
+    s = load_settings(
+        env={"ICEFLOE_WAREHOUSE": str(tmp_path / "wh"), "ICEFLOE_CATALOG_URI": "sqlite:///x.db"},
+        home=tmp_path,
+    )
+    assert s.warehouse_path == (tmp_path / "wh").as_uri()
+    assert s.resolved_catalog_uri == "sqlite:///x.db"
