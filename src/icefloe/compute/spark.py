@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from icefloe.compute.java import find_java
 from icefloe.config import Settings, load_settings
+
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -55,7 +58,10 @@ def spark_session(
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.sql.warehouse.dir", str(scratch / "spark-warehouse"))
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={scratch}")
+        .config(
+            "spark.driver.extraJavaOptions",
+            f"-Dderby.system.home={scratch} -Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+        )
     )
     for key, value in (config or {}).items():
         builder = builder.config(key, value)
