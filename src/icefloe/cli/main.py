@@ -14,6 +14,7 @@ import click
 import typer
 
 from icefloe.cli import data as data_cli
+from icefloe.cli import ml as ml_cli
 from icefloe.cli import system as system_cli
 from icefloe.cli import table as table_cli
 from icefloe.cli.output import err_console
@@ -43,6 +44,7 @@ def _root(
 app.add_typer(table_cli.app, name="table")
 app.add_typer(data_cli.app, name="data")
 system_cli.register(app)
+ml_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

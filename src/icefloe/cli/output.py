@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,36 +13,18 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from icefloe.records import arrow_rows, jsonable
+
+__all__ = ["arrow_rows", "jsonable"]  # re-exported for the CLI modules
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
-
-
-def jsonable(value: Any) -> Any:
-    """Make a value JSON-safe: NaN/inf -> null, decimals -> str, times -> ISO text."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def print_json(obj: Any) -> None:
     """Print one JSON document to stdout."""
     sys.stdout.write(json.dumps(jsonable(obj), indent=2) + "\n")
     sys.stdout.flush()
-
-
-def arrow_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows of an Arrow table as JSON-safe dicts."""
-    return [jsonable(row) for row in table.to_pylist()]
 
 
 def _cell(value: Any) -> str:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import typer
 
 from icefloe.cli.output import arrow_rows, console, print_arrow, print_json, print_rows, success
 from icefloe.cli.state import state
 from icefloe.compute.java import find_java
 from icefloe.config import write_default_config
-from icefloe.errors import ConfigError, InvalidInputError
+from icefloe.errors import ConfigError
+from icefloe.lakehouse.files import file_format, write_file
 from icefloe.lakehouse.sql import parse_pin
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
@@ -128,19 +126,12 @@ def sql(
     as_json: bool = JSON,
 ) -> None:
     """Run SQL over lakehouse tables with DuckDB, optionally pinned to snapshots."""
-    suffix = output.suffix.lower() if output else None
-    if output is not None and suffix not in (".csv", ".parquet", ".json"):
-        raise InvalidInputError(f"--output {output}: use a .csv, .parquet or .json file")
+    if output is not None:
+        file_format(output, allow_json=True)  # refuse a bad extension before running
     pins = dict(parse_pin(p) for p in at)
     result = state(ctx).lakehouse.sql(query, pins)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".csv":
-            pacsv.write_csv(result, output)
-        elif suffix == ".parquet":
-            pq.write_table(result, output)
-        else:
-            output.write_text(json.dumps(arrow_rows(result), indent=2) + "\n")
+        write_file(result, output, allow_json=True)
         success(f"wrote {result.num_rows:,} rows to {output}")
     if as_json:
         print_json(arrow_rows(result))

@@ -160,11 +160,26 @@ def tags(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
 def rollback(
     ctx: typer.Context,
     name: str,
-    to: int = typer.Option(..., "--to", help="Snapshot id from `icefloe table snapshots`."),
+    to: int | None = typer.Option(None, "--to", help="Snapshot id from `table snapshots`."),
+    to_model: str | None = typer.Option(
+        None, "--to-model", help="The snapshot a model version was trained on (NAME/VERSION)."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Make an earlier snapshot current (or roll forward again); history is kept."""
+    if (to is None) == (to_model is None):
+        raise InvalidInputError("give exactly one of --to SNAPSHOT_ID or --to-model NAME/VERSION")
     lh = state(ctx).lakehouse
+    if to_model is not None:
+        from icefloe.registry.store import ModelRegistry
+
+        lineage = ModelRegistry(state(ctx).settings).lineage(to_model)
+        if lineage.table != name:
+            raise InvalidInputError(
+                f"model {to_model} was trained on {lineage.table}, not {name}"
+            )
+        to = lineage.snapshot_id
+    assert to is not None
     before = lh.current_snapshot(name)
     info = lh.rollback(name, to)
     if as_json:

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from icefloe.errors import InvalidInputError
-from icefloe.lakehouse.files import file_format
+from icefloe.lakehouse.files import write_file
 
 LABEL_COLUMN = "loan_status"
 POSITIVE_STATUSES = ("Charged Off", "Default")
@@ -131,11 +129,4 @@ def generate_loans(rows: int, seed: int = 42, *, bad_batch: bool = False) -> pa.
 
 def write_loans(table: pa.Table, output: str | Path) -> Path:
     """Write the table as Parquet or CSV, chosen by the file extension."""
-    path = Path(output)
-    fmt = file_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        pq.write_table(table, path, compression="zstd")
-    else:
-        pacsv.write_csv(table, path)
-    return path
+    return write_file(table, output)

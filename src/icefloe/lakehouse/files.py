@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,22 +11,40 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from icefloe.errors import FileProblemError
+from icefloe.records import arrow_rows
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 
 ProgressCallback = Callable[[int, int], None]
 
 
-def file_format(path: Path) -> str:
-    """``csv`` or ``parquet`` from the file name, or FileProblemError."""
+def file_format(path: Path, *, allow_json: bool = False) -> str:
+    """``csv``, ``parquet`` (or ``json`` where allowed) from the file name, or FileProblemError."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return "csv"
     if suffix in (".parquet", ".pq"):
         return "parquet"
+    if allow_json and suffix == ".json":
+        return "json"
+    allowed = ".csv, .parquet or .json" if allow_json else ".csv or .parquet"
     raise FileProblemError(
-        f"file {path} has an unsupported extension {suffix or '(none)'}; use .csv or .parquet"
+        f"file {path} has an unsupported extension {suffix or '(none)'}; use {allowed}"
     )
+
+
+def write_file(table: pa.Table, path: str | Path, *, allow_json: bool = False) -> Path:
+    """Write rows as Parquet, CSV (or a JSON list of objects), chosen by the extension."""
+    p = Path(path)
+    fmt = file_format(p, allow_json=allow_json)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        pq.write_table(table, p, compression="zstd")
+    elif fmt == "csv":
+        pacsv.write_csv(table, p)
+    else:
+        p.write_text(json.dumps(arrow_rows(table), indent=2) + "\n")
+    return p
 
 
 def read_file(path: str | Path, progress: ProgressCallback | None = None) -> pa.Table:

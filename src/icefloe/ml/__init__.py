@@ -1,0 +1,1 @@
+"""Machine learning: training specs, Spark ML pipelines, evaluation, ONNX, training runs."""

@@ -1,0 +1,241 @@
+"""Training: read a snapshot through Spark, fit, evaluate, compile to ONNX, register.
+
+:func:`train` is what ``icefloe train`` and job scripts call. Every run is an MLflow run; a
+failure at any step marks the run FAILED and registers nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from icefloe.config import Settings, load_settings
+from icefloe.errors import ParityError, TrainingError
+from icefloe.lakehouse import Lakehouse
+from icefloe.lakehouse.fingerprint import fingerprint
+from icefloe.lakehouse.snapshots import format_ms, resolve_snapshot
+from icefloe.ml.evaluation import evaluate, save_curves
+from icefloe.ml.onnx import OnnxScorer, compile_onnx, parity
+from icefloe.ml.pipelines import LABEL, PROBABILITY, build_pipeline, prepare, split
+from icefloe.ml.spec import TrainSpec, resolve_features
+from icefloe.registry.lineage import LINEAGE_ARTIFACT, TAG_PREFIX, Lineage
+from icefloe.registry.store import ModelRegistry
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+PARITY_LIMIT = 1e-5
+StepCallback = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    model_name: str
+    version: int
+    run_id: str
+    metrics: dict[str, float]
+    confusion_matrix: list[list[int]]
+    parity: float
+    lineage: Lineage
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        out = asdict(self)
+        out["lineage"] = self.lineage.to_dict()
+        return out
+
+
+class _Timer:
+    def __init__(self, on_step: StepCallback | None) -> None:
+        self.timings: dict[str, float] = {}
+        self.on_step = on_step
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        if self.on_step:
+            self.on_step(name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def _pip_requirements() -> list[str]:
+    reqs = []
+    for pkg in ("onnx", "onnxruntime"):
+        try:
+            reqs.append(f"{pkg}=={metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            reqs.append(pkg)
+    return reqs
+
+
+def train(
+    spec: TrainSpec,
+    settings: Settings | None = None,
+    *,
+    spark: SparkSession | None = None,
+    on_step: StepCallback | None = None,
+) -> TrainResult:
+    """Train, evaluate, compile and register a model on a table snapshot.
+
+    Args:
+        spec: What to train (table, label, features, pipeline, snapshot...).
+        settings: icefloe settings; loaded from the environment if omitted.
+        spark: A session to use; one is started from the settings if omitted.
+        on_step: Called with each step's name as it starts (for progress display).
+
+    Returns:
+        The registered version with its metrics, ONNX parity, lineage and step timings.
+
+    Raises:
+        TrainingError: Bad options for this data (e.g. a string column for ``baseline``).
+        ParityError: The ONNX model differs from Spark by more than 1e-5.
+    """
+    import mlflow
+
+    spec.validate()
+    settings = settings or load_settings()
+    timer = _Timer(on_step)
+    lh = Lakehouse(settings)
+    table = lh.table(spec.table)
+    snap = resolve_snapshot(table, snapshot_id=spec.snapshot_id, tag=spec.tag)
+    if snap is None:
+        raise TrainingError(f"table {spec.table} has no snapshot to train on")
+    schema = table.scan(snapshot_id=snap.snapshot_id).projection()
+    registry = ModelRegistry(settings)
+    run_tags = {
+        TAG_PREFIX + "table": spec.table,
+        TAG_PREFIX + "snapshot_id": str(snap.snapshot_id),
+        TAG_PREFIX + "pipeline": spec.pipeline,
+        TAG_PREFIX + "model": spec.model_name,
+        **spec.extra_tags,
+    }
+    with registry.run(spec.experiment, f"{spec.model_name}-{spec.pipeline}", run_tags) as run:
+        mlflow.log_params(spec.params())
+        features = resolve_features(schema, spec)
+        with timer.step("spark start"):
+            if spark is None:
+                from icefloe.compute import spark_session
+
+                spark = spark_session(settings, app_name=f"icefloe-train-{spec.model_name}")
+        from icefloe.compute import read_table
+
+        with timer.step("read snapshot"):
+            rows = lh.read(spec.table, snapshot_id=snap.snapshot_id)
+            data_fingerprint = fingerprint(rows)
+            frame = read_table(spark, spec.table, snapshot_id=snap.snapshot_id, lakehouse=lh)
+            prepared = prepare(frame, features, spec.label, spec.nulls)
+            original_columns = [f.name for f in schema.fields]
+            train_df, test_df = split(prepared.frame, original_columns, spec.test_fraction,
+                                      spec.seed)
+            train_rows, test_rows = train_df.count(), test_df.count()
+        if train_rows == 0 or test_rows == 0:
+            raise TrainingError(
+                f"{spec.table}@{snap.snapshot_id} leaves {train_rows} training and {test_rows} "
+                "test rows after removing nulls; need at least one of each"
+            )
+        labels_seen = {r[0] for r in train_df.select(LABEL).distinct().collect()}
+        if labels_seen != {0.0, 1.0}:
+            raise TrainingError(
+                f"the training rows of {spec.table} hold only label value(s) "
+                f"{sorted(labels_seen)}; both classes are needed ({spec.label.describe()})"
+            )
+        with timer.step("fit"):
+            model = build_pipeline(features, spec).fit(train_df)
+        with timer.step("evaluate"):
+            from pyspark.ml.functions import vector_to_array
+            from pyspark.sql import functions as F
+
+            scored: Any = model.transform(test_df).select(
+                F.col(LABEL), vector_to_array(F.col(PROBABILITY))[1].alias("__p"),
+                *[F.col(f"`{c}`") for c in features.all],
+            ).toPandas()
+            labels = scored[LABEL].to_numpy(dtype=np.float64)
+            spark_probs = scored["__p"].to_numpy(dtype=np.float64)
+            ev = evaluate(labels, spark_probs)
+        with timer.step("onnx compile"):
+            onnx_model = compile_onnx(model, features, spark)
+            scorer = OnnxScorer(onnx_model.SerializeToString(), features)
+            onnx_probs = scorer.probabilities({c: scored[c].tolist() for c in features.all})
+            max_diff = parity(spark_probs, onnx_probs)
+        metrics = {**ev.metrics(), "onnx_parity_max_abs_diff": max_diff,
+                   "train_rows": float(train_rows), "test_rows": float(test_rows),
+                   "rows_dropped_null_label": float(prepared.null_label_rows),
+                   "rows_dropped_null_features": float(prepared.null_feature_rows),
+                   "rows_null_category": float(prepared.null_category_rows)}
+        with timer.step("mlflow log"):
+            mlflow.log_metrics(metrics)
+            mlflow.log_dict({"matrix": ev.confusion_matrix(), "rows": ["actual 0", "actual 1"],
+                             "columns": ["predicted 0", "predicted 1"]},
+                            "confusion_matrix.json")
+            with tempfile.TemporaryDirectory() as tmp:
+                for png in save_curves(labels, spark_probs, Path(tmp) / "curves",
+                                       f"{spec.model_name} ({spec.pipeline})"):
+                    mlflow.log_artifact(str(png), "curves")
+                spark_dir = Path(tmp) / "spark-model"
+                model.write().overwrite().save(str(spark_dir))
+                mlflow.log_artifacts(str(spark_dir), "spark-model")
+            if not max_diff <= PARITY_LIMIT:
+                raise ParityError(
+                    f"ONNX model differs from Spark by {max_diff:.3g} on the test rows "
+                    f"(limit {PARITY_LIMIT:g}); model not registered"
+                )
+            lineage = Lineage(
+                catalog=settings.catalog_name,
+                table=spec.table,
+                snapshot_id=snap.snapshot_id,
+                snapshot_time=format_ms(snap.timestamp_ms),
+                schema_id=snap.schema_id,
+                row_count=rows.num_rows,
+                fingerprint=data_fingerprint,
+                features=list(features.all),
+                numeric_features=list(features.numeric),
+                categorical_features=list(features.categorical),
+                label=spec.label.describe(),
+                label_column=spec.label.column,
+                positive_values=list(spec.label.positive),
+                pipeline=spec.pipeline,
+                nulls=spec.nulls,
+                seed=spec.seed,
+                test_fraction=spec.test_fraction,
+                train_rows=train_rows,
+                test_rows=test_rows,
+                dropped_rows=prepared.null_label_rows + prepared.null_feature_rows,
+                run_id=run.info.run_id,
+                experiment_id=run.info.experiment_id,
+                metrics={k: v for k, v in metrics.items()},
+            )
+            mlflow.log_text(lineage.to_json(), LINEAGE_ARTIFACT)
+            info = mlflow.onnx.log_model(
+                onnx_model, name="model", pip_requirements=_pip_requirements(),
+                metadata={"icefloe": {"features": lineage.features,
+                                      "numeric": lineage.numeric_features,
+                                      "categorical": lineage.categorical_features}},
+            )
+        with timer.step("register"):
+            version = registry.register(info.model_uri, spec.model_name, lineage,
+                                        run.info.run_id)
+    prepared.frame.unpersist()
+    return TrainResult(
+        model_name=spec.model_name,
+        version=int(version.version),
+        run_id=run.info.run_id,
+        metrics=metrics,
+        confusion_matrix=ev.confusion_matrix(),
+        parity=max_diff,
+        lineage=lineage,
+        timings=timer.timings,
+    )

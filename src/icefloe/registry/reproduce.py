@@ -1,0 +1,35 @@
+"""Reproducing a model's training data from its lineage (time travel + fingerprint check)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from icefloe.config import Settings
+from icefloe.errors import FingerprintMismatchError
+from icefloe.lakehouse import Lakehouse
+from icefloe.lakehouse.files import write_file
+from icefloe.lakehouse.fingerprint import fingerprint
+from icefloe.registry.store import ModelRegistry
+
+
+def reproduce_training_data(settings: Settings, ref: str, output: str | Path) -> dict[str, Any]:
+    """Read the snapshot a model version was trained on and write it to ``output``.
+
+    The file is written only if the rows' fingerprint equals the one recorded at training.
+
+    Raises:
+        FingerprintMismatchError: The snapshot no longer holds the same rows.
+        NoSuchSnapshotError: The snapshot is gone (expired) from the table.
+    """
+    lineage = ModelRegistry(settings).lineage(ref)
+    rows = Lakehouse(settings).read(lineage.table, snapshot_id=lineage.snapshot_id)
+    found = fingerprint(rows)
+    if found != lineage.fingerprint:
+        raise FingerprintMismatchError(
+            f"rows of {lineage.table}@{lineage.snapshot_id} have fingerprint {found}, "
+            f"but {ref} was trained on {lineage.fingerprint}; nothing written"
+        )
+    path = write_file(rows, output)
+    return {"model": ref, "table": lineage.table, "snapshot_id": lineage.snapshot_id,
+            "rows": rows.num_rows, "fingerprint": found, "matches": True, "output": str(path)}
