@@ -28,6 +28,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/lakehouse.py --spark
+	$(BIN)/python bench/training.py
 
 clean:
 	rm -rf $(VENV) .icefloe .pytest_cache .mypy_cache .ruff_cache

@@ -148,13 +148,11 @@ def demo(
     rows: int = typer.Option(5000, "--rows", help="Loans in the base book."),
     bad_rows: int = typer.Option(1000, "--bad-rows", help="Loans in the bad batch."),
     seed: int = typer.Option(42, "--seed"),
-    skip_spark: bool = typer.Option(False, "--skip-spark", help="Do not start Spark."),
 ) -> None:
-    """Run the acceptance story (so far: the data part), narrating each step."""
+    """Run the acceptance story (so far: data, training, lineage), narrating each step."""
     from icefloe.demo.story import run_story
 
-    run_story(state(ctx).settings, rows=rows, bad_rows=bad_rows, seed=seed,
-              use_spark=not skip_spark)
+    run_story(state(ctx).settings, rows=rows, bad_rows=bad_rows, seed=seed)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""The acceptance story, narrated: so far the data part (land, explore, evolve, time travel).
+"""The acceptance story, narrated: land, explore, train with lineage, evolve, reproduce.
 
 Only this module and :mod:`icefloe.demo.loans` know the loan columns; the platform does not.
 """
@@ -11,11 +11,14 @@ from rich.console import Console
 
 from icefloe.cli.output import print_arrow
 from icefloe.config import Settings, write_default_config
-from icefloe.demo.loans import LABEL_COLUMN, generate_loans, write_loans
-from icefloe.errors import ConflictError, SchemaMismatchError
+from icefloe.demo.loans import LABEL_COLUMN, POSITIVE_STATUSES, generate_loans, write_loans
+from icefloe.errors import ConflictError, SchemaMismatchError, TrainingError
 from icefloe.lakehouse import Lakehouse
+from icefloe.registry.reproduce import reproduce_training_data
+from icefloe.registry.store import ModelRegistry
 
 TABLE = "lending.loans"
+MODEL = "loan-default"
 DEMO_PROPERTY = "icefloe.demo"
 console = Console(highlight=False)
 
@@ -39,13 +42,18 @@ def _reset_demo_table(lh: Lakehouse) -> None:
         )
     console.print(f"replacing {TABLE} from an earlier demo run")
     lh.drop(TABLE)
+    registry = ModelRegistry(lh.settings)
+    if any(m["name"] == MODEL for m in registry.list_models()) and all(
+        v["table"] == TABLE for v in registry.versions(MODEL)
+    ):
+        console.print(f"replacing model {MODEL} from an earlier demo run")
+        registry.client.delete_registered_model(MODEL)
 
 
 def run_story(
-    settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, seed: int = 42,
-    use_spark: bool = True,
+    settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, seed: int = 42
 ) -> dict[str, int]:
-    """Run the data part of the story and return the snapshot ids it made (s1, s2)."""
+    """Run the story so far and return the snapshot ids it made (s1, s2)."""
     started = time.monotonic()
     lh = Lakehouse(settings)
 
@@ -85,7 +93,31 @@ def run_story(
     )
     print_arrow(summary, title="column summaries")
 
-    _step(5, "A new batch brings columns the table does not have")
+    _step(5, "Train the baseline model on S1 and register it with its lineage")
+    from icefloe.compute import spark_session
+    from icefloe.ml.spec import LabelSpec, TrainSpec
+    from icefloe.ml.train import train
+
+    spark = spark_session(settings, app_name="icefloe-demo")
+    spec = TrainSpec(table=TABLE, label=LabelSpec(LABEL_COLUMN, POSITIVE_STATUSES),
+                     model_name=MODEL, pipeline="baseline", seed=seed)
+    _cmd(f'icefloe train --table {TABLE} --label {LABEL_COLUMN} '
+         f'--positive "{",".join(POSITIVE_STATUSES)}" --pipeline baseline --model {MODEL}')
+    v1 = train(spec, settings, spark=spark)
+    v1_ref = f"{MODEL}/{v1.version}"
+    m = v1.metrics
+    console.print(
+        f"registered [bold]{v1_ref}[/bold]: test AUC {m['auc']:.3f}, accuracy "
+        f"{m['accuracy']:.3f}, F1 {m['f1']:.3f}, ONNX parity {v1.parity:.1e}"
+    )
+    console.print(f"confusion matrix [[tn, fp], [fn, tp]] = {v1.confusion_matrix}",
+                  markup=False)
+    ln = v1.lineage
+    console.print(f"lineage: {ln.table}@{ln.snapshot_id} ({ln.row_count:,} rows, "
+                  f"{ln.snapshot_time}), fingerprint {ln.fingerprint[:20]}…, run {ln.run_id}")
+    console.print("steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in v1.timings.items()))
+
+    _step(6, "A new batch brings columns the table does not have")
     _cmd(f"icefloe table load {TABLE} {bad_file} --mode append")
     try:
         lh.load_file(TABLE, bad_file, "append")
@@ -102,7 +134,7 @@ def run_story(
         f"new columns {', '.join(s2.new_columns)}"
     )
 
-    _step(6, "Time travel: the same query at S1 and at S2")
+    _step(7, "Time travel: the same query at S1 and at S2")
     count_sql = f"SELECT count(*) AS loans, count(home_ownership) AS with_home FROM {TABLE}"
     s1_id, s2_id = s1.snapshot.snapshot_id, s2.snapshot.snapshot_id
     _cmd(f'icefloe sql "SELECT count(*) FROM {TABLE}" --at {TABLE}=s1-base')
@@ -110,12 +142,23 @@ def run_story(
                 title="at S1 (tag s1-base)")
     print_arrow(lh.sql(count_sql, {TABLE: s2_id}), title="at S2")
 
-    _step(7, "Roll the table back to S1; S2 stays in the history")
-    _cmd(f"icefloe table rollback {TABLE} --to {s1_id}")
-    lh.rollback(TABLE, s1_id)
+    _step(8, f"The baseline cannot learn from the new batch; {v1_ref} knows its data")
+    _cmd(f"icefloe train --table {TABLE} ... --pipeline baseline")
+    try:
+        train(spec, settings, spark=spark)
+        raise AssertionError("baseline training accepted string columns")
+    except TrainingError as exc:
+        console.print(f"[red]training failed:[/red] {exc.message}")
+    _cmd(f"icefloe lineage {v1_ref}")
+    console.print(f"{v1_ref} was trained on {TABLE}@{s1_id}; the table is now at {s2_id}")
+    _cmd(f"icefloe data reproduce {v1_ref} --output {data_dir / 'v1_training.parquet'}")
+    repro = reproduce_training_data(settings, v1_ref, data_dir / "v1_training.parquet")
+    console.print(f"reproduced {repro['rows']:,} rows; fingerprint matches the training data")
+
+    _step(9, "Roll the table back to the model's snapshot; S2 stays in the history")
+    _cmd(f"icefloe table rollback {TABLE} --to-model {v1_ref}")
+    lh.rollback(TABLE, v1.lineage.snapshot_id)
     print_arrow(lh.sql(f"SELECT count(*) AS loans FROM {TABLE}"), title="current (S1)")
-    columns = lh.read(TABLE, limit=1).column_names
-    console.print(f"current columns: {', '.join(columns)}")
     console.print(f"S2 still reads {lh.read(TABLE, snapshot_id=s2_id).num_rows:,} rows")
     _cmd(f"icefloe table snapshots {TABLE}")
     for snap in lh.snapshots(TABLE):
@@ -125,28 +168,11 @@ def run_story(
             f"{snap.total_rows:>6,} rows  {', '.join(snap.tags)}"
         )
 
-    if use_spark:
-        _step(8, "Spark reads the same snapshot (PyIceberg plans the files, Spark reads them)")
-        from pyspark.sql import functions as F
-
-        from icefloe.compute import read_table, spark_session
-        from icefloe.compute.bridge import spark_to_arrow
-
-        spark = spark_session(settings, app_name="icefloe-demo")
-        df = read_table(spark, TABLE, snapshot_id=s1_id, lakehouse=lh)
-        by_term = (
-            df.groupBy("term_months")
-            .agg(F.count("*").alias("loans"),
-                 F.round(F.avg(F.col(LABEL_COLUMN).isin("Charged Off", "Default").cast("double"))
-                         * 100, 1).alias("default_pct"))
-            .orderBy("term_months")
-        )
-        print_arrow(spark_to_arrow(by_term),
-                    title=f"Spark: default rate by term at S1 ({df.count():,} rows)")
-
     console.rule("[bold green]done")
-    console.print(f"the data part of the story ran in {time.monotonic() - started:.1f} s. Try:")
+    console.print(f"the story so far ran in {time.monotonic() - started:.1f} s. Try:")
     for line in (
+        f"icefloe lineage {v1_ref}",
+        f"icefloe model versions {MODEL}",
         f"icefloe table snapshots {TABLE}",
         f"icefloe table show {TABLE} --snapshot {s2_id} --limit 5",
         f"icefloe table rollback {TABLE} --to {s2_id}   # roll forward again",

@@ -1,0 +1,63 @@
+"""The training story through the real CLI, as the issue's acceptance check runs it."""
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from icefloe.lakehouse.fingerprint import fingerprint
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+TRAIN = ["train", "--table", "lending.loans", "--label", "loan_status",
+         "--positive", "Charged Off,Default", "--model", "loan-default"]
+
+
+def _json(home: Path, *args: str) -> dict:
+    return json.loads(run_cli([*args, "--json"], home, check=True).stdout)
+
+
+def test_train_lineage_reproduce_rollback_fail_and_fix(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    base, bad = tmp_path / "loans.parquet", tmp_path / "bad.parquet"
+    run_cli(["data", "generate", "--rows", "5000", "--output", str(base)], home, check=True)
+    run_cli(["data", "generate", "--rows", "1000", "--bad-batch", "--output", str(bad)], home,
+            check=True)
+    s1 = _json(home, "table", "load", "lending.loans", str(base))["snapshot"]["snapshot_id"]
+
+    v1 = _json(home, *TRAIN, "--pipeline", "baseline")
+    assert v1["version"] == 1 and v1["metrics"]["auc"] >= 0.65 and v1["parity"] <= 1e-5
+    assert v1["lineage"]["snapshot_id"] == s1
+
+    s2 = _json(home, "table", "load", "lending.loans", str(bad), "--evolve")["snapshot"]
+    assert _json(home, "lineage", "loan-default/1")["snapshot_id"] == s1
+
+    out = tmp_path / "repro.parquet"
+    repro = run_cli(["data", "reproduce", "loan-default/1", "--output", str(out)], home,
+                    check=True)
+    assert "fingerprint matches" in repro.stderr
+    rows = pq.read_table(out)
+    assert rows.num_rows == 5000 and fingerprint(rows) == v1["lineage"]["fingerprint"]
+
+    failed = run_cli([*TRAIN, "--pipeline", "baseline"], home)
+    assert failed.returncode == 7
+    assert "'home_ownership'" in failed.stderr and "--pipeline categorical" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert [v["version"] for v in _json(home, "model", "versions", "loan-default")] == [1]
+
+    v2 = _json(home, *TRAIN, "--pipeline", "categorical")
+    assert v2["version"] == 2 and v2["lineage"]["snapshot_id"] == s2["snapshot_id"]
+    run_cli(["model", "alias", "loan-default/2", "champion"], home, check=True)
+    assert _json(home, "model", "show", "loan-default@champion")["version"] == 2
+
+    rolled = _json(home, "table", "rollback", "lending.loans", "--to-model", "loan-default/1")
+    assert rolled["snapshot"]["snapshot_id"] == s1
+    current = _json(home, "sql", "SELECT count(*) AS n FROM lending.loans")
+    assert current == [{"n": 5000}]
+
+    scored = _json(home, "score", "--model", "loan-default/1", "--table", "lending.loans",
+                   "--output-table", "lending.scores")
+    assert scored["rows"] == 5000 and scored["source_snapshot_id"] == s1
+    bad_ref = run_cli(["lineage", "loan-default/9"], home)
+    assert bad_ref.returncode == 3 and "has no version 9" in bad_ref.stderr
