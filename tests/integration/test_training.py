@@ -113,3 +113,30 @@ def test_label_must_be_binary(spark, settings: Settings) -> None:
     spec = TrainSpec(table="t.x", label=LabelSpec("y"), model_name="x")
     with pytest.raises(TrainingError, match="'y' is not 0/1"):
         train(spec, settings, spark=spark)
+
+
+def test_tree_pipeline_and_parity_refusal(spark, settings: Settings, monkeypatch) -> None:
+    import numpy as np
+
+    import icefloe.ml.train as train_module
+
+    rng = np.random.default_rng(11)
+    n = 1500
+    x = rng.normal(size=n)
+    plan = rng.choice(["basic", "plus", "pro"], size=n)
+    logit = np.where(x > 0.3, 1.2, -0.8) + np.where(plan == "basic", 0.8, -0.4)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    lh = Lakehouse(settings)
+    lh.write("crm.users", pa.table({"x": x, "plan": plan, "left": y}), "create")
+    spec = TrainSpec(table="crm.users", label=LabelSpec("left"), model_name="trees",
+                     pipeline="tree", num_trees=20)
+    result = train(spec, settings, spark=spark)
+    assert result.parity <= 1e-5 and result.metrics["auc"] > 0.7
+
+    # ONNX scores in float32 and Spark in double, so parity is small but never exactly 0:
+    # a limit of 0 must refuse the registration and leave the registry as it was.
+    assert result.parity > 0
+    monkeypatch.setattr(train_module, "PARITY_LIMIT", 0.0)
+    with pytest.raises(TrainingError, match="ONNX model differs from Spark"):
+        train(spec, settings, spark=spark)
+    assert [v["version"] for v in ModelRegistry(settings).versions("trees")] == [1]

@@ -5,7 +5,8 @@ opset-13 runtimes reject), so an imputing pipeline is converted without it and t
 imputation is put back as ``Where(IsNaN(x), median, x)`` nodes in front of the graph. A
 StandardScaler column with zero variance (the never-seen "unknown" category) gets scale 0,
 as Spark computes it, instead of 1/0, and unseen or null strings map to the StringIndexer's
-"unknown" index as in Spark, not to -1.
+"unknown" index as in Spark, not to -1. Tree split thresholds are widened by a few float32
+ulps so that values exactly on a split go the way Spark sends them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,25 @@ def _surrogates(model: PipelineModel) -> dict[str, float]:
         return {}
     row = first.surrogateDF.collect()[0].asDict()
     return {name: float(value) for name, value in row.items()}
+
+
+def _widen_tree_thresholds(node: Any) -> None:
+    """Move each ``x <= t`` threshold up by a few float32 ulps.
+
+    Spark compares doubles; ONNX trees compare float32 inputs (after a float32 scaler), so
+    a value that sits exactly on a split in Spark can land a hair above it in ONNX and take
+    the other branch. Widening by ~3 ulps keeps those ties on Spark's side; real data is
+    never that close to a split without being on it.
+    """
+    modes = next((list(a.strings) for a in node.attribute if a.name == "nodes_modes"), [])
+    for attr in node.attribute:
+        if attr.name == "nodes_values":
+            values = np.asarray(attr.floats, dtype=np.float64)
+            leq = np.array([m == b"BRANCH_LEQ" for m in modes], dtype=bool)
+            bump = np.maximum(np.abs(values) * 2.5e-7, 1e-30)
+            widened = np.where(leq, values + bump, values)
+            del attr.floats[:]
+            attr.floats.extend(widened.astype(np.float32).tolist())
 
 
 def compile_onnx(
@@ -72,6 +92,8 @@ def compile_onnx(
             # index len(labels); the converter leaves ONNX's default of -1.
             keys = next(a for a in node.attribute if a.name == "keys_strings")
             node.attribute.append(helper.make_attribute("default_int64", len(keys.strings)))
+        if node.op_type == "TreeEnsembleClassifier":
+            _widen_tree_thresholds(node)
         if node.op_type == "Scaler":
             for attr in node.attribute:
                 if attr.name == "scale":

@@ -2,7 +2,7 @@
 
 ``baseline``: VectorAssembler over numeric features -> StandardScaler -> LogisticRegression.
 ``categorical``: StringIndexer(keep) -> OneHotEncoder(keep, dropLast) per string column, then
-the baseline stages. ``tree``: the same encoding -> RandomForestClassifier (no scaling).
+the baseline stages. ``tree``: the same encoding and scaling -> RandomForestClassifier.
 With the ``impute`` null policy an Imputer (median) comes first for numeric columns and null
 strings fall into the "unknown" category of their StringIndexer.
 """
@@ -135,16 +135,17 @@ def build_pipeline(features: FeatureSet, spec: TrainSpec) -> Pipeline:
         stages.append(OneHotEncoder(inputCol=f"__idx_{name}", outputCol=f"__ohe_{name}",
                                     handleInvalid="keep", dropLast=True))
         encoded.append(f"__ohe_{name}")
+    stages.append(VectorAssembler(inputCols=numeric + encoded, outputCol="__raw"))
+    # Scaling does not change what a tree can split, but it drops the one-hot columns'
+    # "binary" metadata, so Spark's trees split them as numbers exactly as the ONNX trees do.
+    stages.append(StandardScaler(inputCol="__raw", outputCol=FEATURES,
+                                 withMean=True, withStd=True))
     if spec.pipeline == "tree":
-        stages.append(VectorAssembler(inputCols=numeric + encoded, outputCol=FEATURES))
         stages.append(RandomForestClassifier(
             featuresCol=FEATURES, labelCol=LABEL, numTrees=spec.num_trees,
             maxDepth=spec.max_depth, seed=spec.seed,
         ))
     else:
-        stages.append(VectorAssembler(inputCols=numeric + encoded, outputCol="__raw"))
-        stages.append(StandardScaler(inputCol="__raw", outputCol=FEATURES,
-                                     withMean=True, withStd=True))
         stages.append(LogisticRegression(
             featuresCol=FEATURES, labelCol=LABEL, maxIter=spec.max_iter,
             regParam=spec.reg_param, elasticNetParam=spec.elastic_net,
