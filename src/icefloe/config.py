@@ -71,14 +71,18 @@ class Settings:
         """Catalog URI with the embedded default filled in."""
         return self.catalog_uri or f"sqlite:///{self.catalog_db_path}"
 
+    def _location_uri(self, value: str, default_folder: str) -> str:
+        """A location setting as a URI: a folder in the home when empty, paths made absolute."""
+        if not value:
+            return (self.home / default_folder).resolve().as_uri()
+        if "://" in value:
+            return value
+        return Path(value).resolve().as_uri()
+
     @property
     def warehouse_path(self) -> str:
         """Warehouse location with the embedded default filled in, as a URI."""
-        if not self.warehouse:
-            return (self.home / "warehouse").resolve().as_uri()
-        if "://" in self.warehouse:
-            return self.warehouse
-        return Path(self.warehouse).resolve().as_uri()
+        return self._location_uri(self.warehouse, "warehouse")
 
     @property
     def resolved_mlflow_uri(self) -> str:
@@ -88,11 +92,7 @@ class Settings:
     @property
     def mlflow_artifacts_uri(self) -> str:
         """Artifact location for experiments icefloe creates, as a URI."""
-        if not self.mlflow_artifacts:
-            return (self.home / "mlartifacts").resolve().as_uri()
-        if "://" in self.mlflow_artifacts:
-            return self.mlflow_artifacts
-        return Path(self.mlflow_artifacts).resolve().as_uri()
+        return self._location_uri(self.mlflow_artifacts, "mlartifacts")
 
     @property
     def resolved_platform_db_url(self) -> str:

@@ -18,7 +18,7 @@ def test_demo_runs_the_data_story_twice(tmp_path) -> None:
         "refused: column(s) 'home_ownership', 'purpose' not in table lending.loans",
         "2,500 rows, new columns home_ownership, purpose",
         "S2 still reads 2,500 rows",
-        "registered loan-default/1: test AUC",
+        "registered loan-default/1\ntest AUC",
         "training failed: the baseline pipeline cannot assemble string column(s) 'home_ownership'",
         "reproduced 2,000 rows; fingerprint matches the training data",
     ):

@@ -66,17 +66,9 @@ def train(
     if as_json:
         print_json(result.to_dict())
         return
-    m = result.metrics
-    success(f"registered {result.model_name}/{result.version} (run {result.run_id})")
-    console.print(
-        f"test AUC {m['auc']:.4f}  accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}"
-        f"  recall {m['recall']:.4f}  F1 {m['f1']:.4f}  ONNX parity {result.parity:.2e}"
-    )
-    console.print(f"confusion matrix [[tn, fp], [fn, tp]] = {result.confusion_matrix}",
-                  markup=False)
-    ln = result.lineage
-    console.print(f"lineage: {ln.table}@{ln.snapshot_id} ({ln.row_count:,} rows, "
-                  f"{ln.snapshot_time}) fingerprint {ln.fingerprint}")
+    success(f"registered {result.model_name}/{result.version}")
+    for line in result.summary_lines():
+        console.print(line, markup=False)
 
 
 def lineage(ctx: typer.Context, ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),

@@ -105,16 +105,9 @@ def run_story(
          f'--positive "{",".join(POSITIVE_STATUSES)}" --pipeline baseline --model {MODEL}')
     v1 = train(spec, settings, spark=spark)
     v1_ref = f"{MODEL}/{v1.version}"
-    m = v1.metrics
-    console.print(
-        f"registered [bold]{v1_ref}[/bold]: test AUC {m['auc']:.3f}, accuracy "
-        f"{m['accuracy']:.3f}, F1 {m['f1']:.3f}, ONNX parity {v1.parity:.1e}"
-    )
-    console.print(f"confusion matrix [[tn, fp], [fn, tp]] = {v1.confusion_matrix}",
-                  markup=False)
-    ln = v1.lineage
-    console.print(f"lineage: {ln.table}@{ln.snapshot_id} ({ln.row_count:,} rows, "
-                  f"{ln.snapshot_time}), fingerprint {ln.fingerprint[:20]}…, run {ln.run_id}")
+    console.print(f"registered [bold]{v1_ref}[/bold]")
+    for line in v1.summary_lines():
+        console.print(line, markup=False)
     console.print("steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in v1.timings.items()))
 
     _step(6, "A new batch brings columns the table does not have")

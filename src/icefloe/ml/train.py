@@ -55,6 +55,18 @@ class TrainResult:
         out["lineage"] = self.lineage.to_dict()
         return out
 
+    def summary_lines(self) -> list[str]:
+        """What people want to see after training: metrics, confusion matrix, lineage."""
+        m, ln = self.metrics, self.lineage
+        return [
+            f"test AUC {m['auc']:.4f}  accuracy {m['accuracy']:.4f}  precision "
+            f"{m['precision']:.4f}  recall {m['recall']:.4f}  F1 {m['f1']:.4f}  "
+            f"ONNX parity {self.parity:.2e}",
+            f"confusion matrix [[tn, fp], [fn, tp]] = {self.confusion_matrix}",
+            f"lineage: {ln.table}@{ln.snapshot_id} ({ln.row_count:,} rows, {ln.snapshot_time}) "
+            f"fingerprint {ln.fingerprint}, run {ln.run_id}",
+        ]
+
 
 class _Timer:
     def __init__(self, on_step: StepCallback | None) -> None:
