@@ -1,0 +1,1 @@
+"""Jobs: run states, the dependency graph, the runner and the scheduler."""

@@ -1,0 +1,1 @@
+"""The platform store: projects, jobs, runs, users, API keys and audit events (SQLAlchemy)."""

@@ -1,0 +1,373 @@
+"""Store operations on one session: projects, jobs, runs, keys and audit events.
+
+Every function takes an open session (``with db.session() as s``) so that callers decide the
+transaction; errors are :mod:`icefloe.errors` types that name the project, job or run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from icefloe.errors import ConflictError, InvalidInputError, NotFoundError
+from icefloe.jobs import states
+from icefloe.jobs.graph import would_cycle
+from icefloe.store.models import ApiKey, AuditEvent, Job, Project, Run, User
+
+ROLES = ("admin", "editor", "viewer")
+KERNELS = ("python3", "spark")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.\-]{0,254}")
+JOB_FIELDS = ("name", "script", "kernel", "arguments", "environment", "cpu", "memory",
+              "timeout", "retries", "parent_job_id", "schedule", "paused")
+
+
+def now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A new random id."""
+    return str(uuid.uuid4())
+
+
+def _name(kind: str, value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise InvalidInputError(
+            f"invalid {kind} name {value!r}: 1-255 letters, digits, spaces, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+# -- paging ------------------------------------------------------------------------------
+
+def page(query: Any, s: Session, page_size: int, page_token: str | None) -> tuple[list[Any], str]:
+    """One page of ``query`` and the token of the next page ("" at the end), like CML."""
+    if not 1 <= page_size <= 1000:
+        raise InvalidInputError(f"page_size must be between 1 and 1000, got {page_size}")
+    offset = 0
+    if page_token:
+        try:
+            offset = int(base64.urlsafe_b64decode(page_token.encode()).decode())
+        except ValueError as exc:
+            raise InvalidInputError(f"invalid page_token {page_token!r}") from exc
+    rows = list(s.scalars(query.offset(offset).limit(page_size + 1)))
+    token = ""
+    if len(rows) > page_size:
+        rows = rows[:page_size]
+        token = base64.urlsafe_b64encode(str(offset + page_size).encode()).decode()
+    return rows, token
+
+
+# -- projects ----------------------------------------------------------------------------
+
+def create_project(s: Session, name: str, path: str, description: str = "") -> Project:
+    """Create a project; its name is unique."""
+    _name("project", name)
+    if s.scalar(select(Project).where(Project.name == name)) is not None:
+        raise ConflictError(f"project {name!r} already exists")
+    project = Project(id=new_id(), name=name, path=path, description=description or "",
+                      created_at=now(), updated_at=now())
+    s.add(project)
+    s.flush()
+    return project
+
+
+def get_project(s: Session, project_id: str) -> Project:
+    """A project by id."""
+    project = s.get(Project, project_id)
+    if project is None:
+        raise NotFoundError(f"project {project_id!r} does not exist")
+    return project
+
+
+def list_projects(s: Session, *, search: str | None = None, page_size: int = 100,
+                  page_token: str | None = None) -> tuple[list[Project], str]:
+    """Projects by name, optionally only those whose name contains ``search``."""
+    query = select(Project).order_by(Project.name)
+    if search:
+        query = query.where(Project.name.contains(search))
+    return page(query, s, page_size, page_token)
+
+
+def delete_project(s: Session, project_id: str) -> None:
+    """Delete a project with its jobs and runs."""
+    s.delete(get_project(s, project_id))
+
+
+# -- jobs --------------------------------------------------------------------------------
+
+def _check_script(script: Any) -> str:
+    if not isinstance(script, str) or not script.strip():
+        raise InvalidInputError("job field 'script' is required: a path inside the project")
+    path = PurePosixPath(script)
+    if path.is_absolute() or ".." in path.parts or "\\" in script or "\x00" in script:
+        raise InvalidInputError(
+            f"job field 'script' must be a relative path inside the project, got {script!r}"
+        )
+    return script
+
+
+def _parents(s: Session, project_id: str) -> dict[str, str | None]:
+    rows = s.execute(select(Job.id, Job.parent_job_id).where(Job.project_id == project_id))
+    return {job_id: parent for job_id, parent in rows}
+
+
+def _apply_job_fields(s: Session, job: Job, fields: dict[str, Any]) -> None:
+    unknown = sorted(set(fields) - set(JOB_FIELDS))
+    if unknown:
+        raise InvalidInputError(f"unknown job field(s): {', '.join(unknown)}")
+    if "name" in fields:
+        job.name = _name("job", fields["name"])
+    if "script" in fields:
+        job.script = _check_script(fields["script"])
+    if "kernel" in fields:
+        if fields["kernel"] not in KERNELS:
+            raise InvalidInputError(f"job field 'kernel' must be one of {', '.join(KERNELS)}")
+        job.kernel = fields["kernel"]
+    if "arguments" in fields:
+        if not isinstance(fields["arguments"], str):
+            raise InvalidInputError("job field 'arguments' must be a string")
+        job.arguments = fields["arguments"]
+    if "environment" in fields:
+        env = fields["environment"] or {}
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
+            and isinstance(v, str) for k, v in env.items()
+        ):
+            raise InvalidInputError(
+                "job field 'environment' must map variable names to string values")
+        job.environment = dict(env)
+    for field in ("cpu", "memory", "timeout", "retries"):
+        if field in fields:
+            value = fields[field]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidInputError(f"job field {field!r} must be an integer >= 0")
+            setattr(job, field, value)
+    if "schedule" in fields:
+        schedule = fields["schedule"] or ""
+        if schedule:
+            from croniter import croniter
+
+            if not croniter.is_valid(schedule):
+                raise InvalidInputError(f"job field 'schedule' is not a cron expression: "
+                                        f"{schedule!r}")
+        job.schedule = schedule
+    if "paused" in fields:
+        job.paused = bool(fields["paused"])
+    if "parent_job_id" in fields:
+        parent = fields["parent_job_id"] or None
+        if parent is not None:
+            parent_job = s.get(Job, parent)
+            if parent_job is None or parent_job.project_id != job.project_id:
+                raise NotFoundError(f"parent job {parent!r} does not exist in this project")
+            parents = _parents(s, job.project_id)
+            if would_cycle(parents, job.id, parent):
+                raise ConflictError(
+                    f"parent job {parent_job.name!r} would make a dependency cycle")
+        job.parent_job_id = parent
+
+
+def create_job(s: Session, project_id: str, fields: dict[str, Any]) -> Job:
+    """Create a job in a project (name unique per project, parent in the same project)."""
+    get_project(s, project_id)
+    for required in ("name", "script"):
+        if required not in fields:
+            raise InvalidInputError(f"job field {required!r} is required")
+    job = Job(id=new_id(), project_id=project_id, kernel="python3", arguments="",
+              environment={}, cpu=1, memory=1, timeout=0, retries=0, schedule="",
+              paused=False, created_at=now(), updated_at=now())
+    _apply_job_fields(s, job, fields)
+    if s.scalar(select(Job).where(Job.project_id == project_id, Job.name == job.name)):
+        raise ConflictError(f"job {job.name!r} already exists in this project")
+    s.add(job)
+    s.flush()
+    return job
+
+
+def update_job(s: Session, project_id: str, job_id: str, fields: dict[str, Any]) -> Job:
+    """Change a job's fields (checked like at creation)."""
+    job = get_job(s, project_id, job_id)
+    _apply_job_fields(s, job, fields)
+    job.updated_at = now()
+    s.flush()
+    return job
+
+
+def get_job(s: Session, project_id: str, job_id: str) -> Job:
+    """A job of a project."""
+    job = s.get(Job, job_id)
+    if job is None or job.project_id != project_id:
+        raise NotFoundError(f"job {job_id!r} does not exist in project {project_id!r}")
+    return job
+
+
+def list_jobs(s: Session, project_id: str, *, search: str | None = None, page_size: int = 100,
+              page_token: str | None = None) -> tuple[list[Job], str]:
+    """Jobs of a project by name."""
+    get_project(s, project_id)
+    query = select(Job).where(Job.project_id == project_id).order_by(Job.name)
+    if search:
+        query = query.where(Job.name.contains(search))
+    return page(query, s, page_size, page_token)
+
+
+def delete_job(s: Session, project_id: str, job_id: str) -> None:
+    """Delete a job; refused while it has active runs."""
+    job = get_job(s, project_id, job_id)
+    active = s.scalar(select(func.count()).select_from(Run).where(
+        Run.job_id == job_id, Run.status.in_(states.ACTIVE)))
+    if active:
+        raise ConflictError(f"job {job.name!r} has {active} active run(s); stop them first")
+    s.delete(job)
+
+
+def child_jobs(s: Session, job: Job) -> list[Job]:
+    """Jobs whose parent is ``job``."""
+    return list(s.scalars(select(Job).where(Job.parent_job_id == job.id).order_by(Job.name)))
+
+
+# -- runs --------------------------------------------------------------------------------
+
+def create_run(s: Session, job: Job, trigger: str, triggered_by: str,
+               parent_run_id: str | None = None, attempt: int = 1) -> Run:
+    """Queue a run of ``job`` (state ENGINE_SCHEDULING)."""
+    run = Run(id=new_id(), job_id=job.id, project_id=job.project_id, status=states.SCHEDULING,
+              trigger=trigger, triggered_by=triggered_by, parent_run_id=parent_run_id,
+              attempt=attempt, owner="", reason="", log_path="", created_at=now())
+    s.add(run)
+    s.flush()
+    return run
+
+
+def get_run(s: Session, project_id: str, job_id: str, run_id: str) -> Run:
+    """A run of a job."""
+    run = s.get(Run, run_id)
+    if run is None or run.job_id != job_id or run.project_id != project_id:
+        raise NotFoundError(f"run {run_id!r} does not exist for job {job_id!r}")
+    return run
+
+
+def list_runs(s: Session, project_id: str, job_id: str, *, page_size: int = 100,
+              page_token: str | None = None) -> tuple[list[Run], str]:
+    """Runs of a job, newest first."""
+    get_job(s, project_id, job_id)
+    query = select(Run).where(Run.job_id == job_id).order_by(Run.created_at.desc(), Run.id)
+    return page(query, s, page_size, page_token)
+
+
+def move_run(s: Session, run_id: str, new_status: str, **fields: Any) -> Run | None:
+    """Move a run to ``new_status`` if the state machine allows it; None if it may not.
+
+    The row is locked (``SELECT ... FOR UPDATE`` on Postgres; SQLite serialises writers), so
+    two parties racing to end a run cannot both win.
+    """
+    run = s.scalar(select(Run).where(Run.id == run_id).with_for_update())
+    if run is None or not states.can_move(run.status, new_status):
+        return None
+    run.status = new_status
+    for key, value in fields.items():
+        setattr(run, key, value)
+    if new_status == states.RUNNING and run.started_at is None:
+        run.started_at = now()
+    if new_status in states.TERMINAL:
+        run.ended_at = now()
+    s.flush()
+    return run
+
+
+def runs_in(s: Session, statuses: frozenset[str] | set[str]) -> list[Run]:
+    """Runs in any of ``statuses``, oldest first."""
+    return list(s.scalars(select(Run).where(Run.status.in_(statuses)).order_by(Run.created_at)))
+
+
+# -- users, keys, audit ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as."""
+
+    user: str
+    role: str
+    key_id: str
+
+
+def _hash(secret: str, salt: str) -> str:
+    return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
+
+
+def create_api_key(s: Session, user_name: str, role: str) -> tuple[ApiKey, str]:
+    """Create a key (and its user if new). Returns the row and the secret, shown only once."""
+    if role not in ROLES:
+        raise InvalidInputError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    _name("user", user_name)
+    user = s.scalar(select(User).where(User.name == user_name))
+    if user is None:
+        user = User(id=new_id(), name=user_name, role=role, created_at=now())
+        s.add(user)
+        s.flush()
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    salt = secrets.token_hex(16)
+    key = ApiKey(id=new_id(), prefix=prefix, secret_hash=_hash(secret, salt), salt=salt,
+                 user_id=user.id, role=role, revoked=False, created_at=now())
+    s.add(key)
+    s.flush()
+    return key, f"ifk_{prefix}_{secret}"
+
+
+def verify_api_key(s: Session, presented: str) -> Principal | None:
+    """The principal of a presented key, or None (unknown, malformed or revoked)."""
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or parts[0] != "ifk" or not re.fullmatch(r"[0-9a-f]{12}", parts[1]):
+        _hash(presented, "0" * 32)  # same work either way
+        return None
+    key = s.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
+    expected = key.secret_hash if key else _hash("", "0" * 32)
+    given = _hash(parts[2], key.salt if key else "0" * 32)
+    if not hmac.compare_digest(expected, given) or key is None or key.revoked:
+        return None
+    user = s.get(User, key.user_id)
+    return Principal(user.name if user else "?", key.role, key.id)
+
+
+def revoke_api_key(s: Session, key_id: str) -> None:
+    """Revoke a key by id (or prefix)."""
+    key = s.get(ApiKey, key_id) or s.scalar(select(ApiKey).where(ApiKey.prefix == key_id))
+    if key is None:
+        raise NotFoundError(f"API key {key_id!r} does not exist")
+    key.revoked = True
+
+
+def list_api_keys(s: Session) -> list[dict[str, Any]]:
+    """Keys without their secrets."""
+    rows = s.execute(select(ApiKey, User.name).join(User, User.id == ApiKey.user_id)
+                     .order_by(ApiKey.created_at))
+    return [{"id": k.id, "prefix": k.prefix, "user": name, "role": k.role,
+             "revoked": k.revoked, "created_at": k.created_at} for k, name in rows]
+
+
+def audit(s: Session, actor: str, action: str, target: str, outcome: str,
+          detail: str = "") -> None:
+    """Record an audit event."""
+    s.add(AuditEvent(at=now(), actor=actor, action=action, target=target, outcome=outcome,
+                     detail=detail[:2000]))
+
+
+def list_audit(s: Session, *, page_size: int = 100,
+               page_token: str | None = None) -> tuple[list[AuditEvent], str]:
+    """Audit events, newest first."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc())
+    return page(query, s, page_size, page_token)

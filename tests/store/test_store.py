@@ -1,0 +1,126 @@
+"""One store suite for every backend (SQLite and Postgres)."""
+
+import pytest
+from sqlalchemy import inspect
+
+from icefloe.errors import ConflictError, InvalidInputError, NotFoundError
+from icefloe.jobs import states
+from icefloe.store import repo
+from icefloe.store.db import Database, migrate
+
+
+def test_migrations_create_the_tables_and_are_idempotent(db: Database) -> None:
+    tables = set(inspect(db.engine).get_table_names())
+    assert {"projects", "jobs", "runs", "users", "api_keys", "audit_events",
+            "alembic_version"} <= tables
+    migrate(db.engine)  # a second start changes nothing
+
+
+def test_projects_unique_paged_and_validated(db: Database) -> None:
+    with db.session() as s:
+        for i in range(5):
+            repo.create_project(s, f"proj-{i}", f"/p/{i}")
+    with db.session() as s, pytest.raises(ConflictError, match="'proj-1' already exists"):
+        repo.create_project(s, "proj-1", "/x")
+    with db.session() as s:
+        first, token = repo.list_projects(s, page_size=2)
+        second, token2 = repo.list_projects(s, page_size=2, page_token=token)
+        third, token3 = repo.list_projects(s, page_size=2, page_token=token2)
+        assert [p.name for p in first + second + third] == [f"proj-{i}" for i in range(5)]
+        assert token3 == ""
+        assert [p.name for p in repo.list_projects(s, search="-3")[0]] == ["proj-3"]
+        for bad in ("", "../x", "a/b", "x" * 300):
+            with pytest.raises(InvalidInputError):
+                repo.create_project(s, bad, "/x")
+        with pytest.raises(InvalidInputError, match="page_token"):
+            repo.list_projects(s, page_token="!!")
+
+
+def test_jobs_fields_parents_and_cycles(db: Database) -> None:
+    with db.session() as s:
+        p = repo.create_project(s, "demo", "/p")
+        a = repo.create_job(s, p.id, {"name": "A", "script": "a.py", "timeout": 5,
+                                      "environment": {"X": "1"}, "arguments": "--n 1"})
+        b = repo.create_job(s, p.id, {"name": "B", "script": "jobs/b.py", "parent_job_id": a.id})
+        c = repo.create_job(s, p.id, {"name": "C", "script": "c.py", "parent_job_id": b.id})
+        pid, aid, cid = p.id, a.id, c.id
+    with db.session() as s:
+        assert [j.name for j in repo.child_jobs(s, repo.get_job(s, pid, aid))] == ["B"]
+        with pytest.raises(ConflictError, match="cycle"):
+            repo.update_job(s, pid, aid, {"parent_job_id": cid})
+    with db.session() as s:
+        assert repo.get_job(s, pid, aid).parent_job_id is None  # the refused update left nothing
+        for fields, fragment in [
+            ({"name": "D", "script": "/etc/passwd"}, "relative path"),
+            ({"name": "D", "script": "../x.py"}, "relative path"),
+            ({"name": "D", "script": "d.py", "timeout": -1}, "'timeout'"),
+            ({"name": "D", "script": "d.py", "schedule": "every day"}, "cron"),
+            ({"name": "D", "script": "d.py", "environment": {"1X": "y"}}, "environment"),
+            ({"name": "D", "script": "d.py", "kernel": "r"}, "kernel"),
+            ({"name": "D", "script": "d.py", "colour": "red"}, "colour"),
+            ({"script": "d.py"}, "'name' is required"),
+        ]:
+            with pytest.raises(InvalidInputError, match=fragment):
+                repo.create_job(s, pid, fields)
+        with pytest.raises(NotFoundError, match="parent job"):
+            repo.create_job(s, pid, {"name": "D", "script": "d.py", "parent_job_id": "nope"})
+        with pytest.raises(ConflictError, match="'A' already exists"):
+            repo.create_job(s, pid, {"name": "A", "script": "a.py"})
+        job = repo.update_job(s, pid, cid, {"schedule": "*/5 * * * *"})
+        assert job.schedule == "*/5 * * * *"
+        assert repo.get_job(s, pid, aid).environment == {"X": "1"}
+
+
+def test_run_state_machine_and_locking(db: Database) -> None:
+    with db.session() as s:
+        p = repo.create_project(s, "demo", "/p")
+        job = repo.create_job(s, p.id, {"name": "A", "script": "a.py"})
+        run = repo.create_run(s, job, "api", "alice")
+        pid, jid, rid = p.id, job.id, run.id
+    with db.session() as s:
+        assert repo.move_run(s, rid, states.STARTING) is not None
+        assert repo.move_run(s, rid, states.RUNNING, pid=123) is not None
+    with db.session() as s:
+        assert repo.move_run(s, rid, states.SUCCEEDED, exit_code=0) is not None
+    with db.session() as s:
+        # a terminal run never moves again (a stop racing a normal exit loses)
+        assert repo.move_run(s, rid, states.STOPPED) is None
+        run = repo.get_run(s, pid, jid, rid)
+        assert run.status == states.SUCCEEDED and run.exit_code == 0
+        assert run.started_at is not None and run.ended_at is not None
+    with pytest.raises(ConflictError, match="active run"), db.session() as s:
+        repo.create_run(s, repo.get_job(s, pid, jid), "api", "bob")
+        repo.delete_job(s, pid, jid)
+    with db.session() as s:
+        runs, _ = repo.list_runs(s, pid, jid)
+        assert [r.id for r in runs] == [rid]  # the rolled-back run is gone
+
+
+def test_api_keys_hashed_verified_and_revoked(db: Database) -> None:
+    with db.session() as s:
+        key, secret = repo.create_api_key(s, "alice", "admin")
+        _, viewer_secret = repo.create_api_key(s, "victor", "viewer")
+        key_id = key.id
+        assert secret not in (key.secret_hash, key.salt) and secret.startswith("ifk_")
+    with db.session() as s:
+        who = repo.verify_api_key(s, secret)
+        assert who is not None and (who.user, who.role) == ("alice", "admin")
+        assert repo.verify_api_key(s, viewer_secret).role == "viewer"
+        assert repo.verify_api_key(s, secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+        assert repo.verify_api_key(s, "nonsense") is None
+        repo.revoke_api_key(s, key_id)
+    with db.session() as s:
+        assert repo.verify_api_key(s, secret) is None
+        assert [k["revoked"] for k in repo.list_api_keys(s)] == [True, False]
+        with pytest.raises(InvalidInputError, match="role"):
+            repo.create_api_key(s, "eve", "root")
+
+
+def test_audit_events_newest_first(db: Database) -> None:
+    with db.session() as s:
+        repo.audit(s, "alice", "job.create", "project/demo/job/A", "ok")
+        repo.audit(s, "bob", "run.create", "project/demo/job/A", "denied", "viewer")
+    with db.session() as s:
+        events, _ = repo.list_audit(s)
+        assert [(e.actor, e.outcome) for e in events] == [("bob", "denied"), ("alice", "ok")]
+        assert events[0].at is not None
