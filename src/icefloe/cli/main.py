@@ -15,6 +15,7 @@ import typer
 
 from icefloe.cli import data as data_cli
 from icefloe.cli import ml as ml_cli
+from icefloe.cli import server as server_cli
 from icefloe.cli import system as system_cli
 from icefloe.cli import table as table_cli
 from icefloe.cli.output import err_console
@@ -45,6 +46,7 @@ app.add_typer(table_cli.app, name="table")
 app.add_typer(data_cli.app, name="data")
 system_cli.register(app)
 ml_cli.register(app)
+server_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

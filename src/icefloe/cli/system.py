@@ -13,7 +13,7 @@ import typer
 from icefloe.cli.output import arrow_rows, console, print_arrow, print_json, print_rows, success
 from icefloe.cli.state import state
 from icefloe.compute.java import find_java
-from icefloe.config import write_default_config
+from icefloe.config import Settings, write_default_config
 from icefloe.errors import ConfigError
 from icefloe.lakehouse.files import file_format, write_file
 from icefloe.lakehouse.sql import parse_pin
@@ -31,6 +31,7 @@ def init(ctx: typer.Context, as_json: bool = JSON) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     wrote_config = write_default_config(settings)
     st.lakehouse.namespaces()  # opens the catalog: creates its tables and the warehouse
+    api_key = _first_admin_key(settings)
     info = {
         "home": str(settings.home.resolve()),
         "created": not existed,
@@ -38,7 +39,10 @@ def init(ctx: typer.Context, as_json: bool = JSON) -> None:
         "config_written": wrote_config,
         "catalog_uri": settings.resolved_catalog_uri,
         "warehouse": settings.warehouse_path,
+        "platform_db_url": settings.resolved_platform_db_url,
     }
+    if api_key:
+        info["api_key"] = api_key
     if as_json:
         print_json(info)
         return
@@ -47,6 +51,25 @@ def init(ctx: typer.Context, as_json: bool = JSON) -> None:
     console.print(f"  config    {info['config_file']}")
     console.print(f"  catalog   {info['catalog_uri']}")
     console.print(f"  warehouse {info['warehouse']}")
+    if api_key:
+        console.print(f"  admin API key (shown once, store it now): {api_key}", markup=False)
+
+
+def _first_admin_key(settings: Settings) -> str | None:
+    """Create the platform DB and, if it has no keys yet, the first admin key."""
+    from icefloe.store import repo
+    from icefloe.store.db import Database
+
+    db = Database(settings.resolved_platform_db_url)
+    try:
+        with db.session() as s:
+            if repo.list_api_keys(s):
+                return None
+            _, secret = repo.create_api_key(s, "admin", "admin")
+            repo.audit(s, "system", "key.create", "key/admin", "ok", "icefloe init")
+            return secret
+    finally:
+        db.dispose()
 
 
 def _version(package: str) -> str | None:

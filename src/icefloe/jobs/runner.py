@@ -1,0 +1,274 @@
+"""Running jobs: subprocesses in their own process groups, logs, timeouts, stop, children,
+retries, cron ticks, and recovery after a control-plane restart.
+
+One :class:`Runner` lives in the control plane; its :meth:`tick` is called by a background
+thread. All run state lives in the platform DB, so a restarted control plane can tell which
+runs were left behind by a dead one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select, update
+
+from icefloe.config import Settings
+from icefloe.jobs import states
+from icefloe.store import repo
+from icefloe.store.db import Database
+from icefloe.store.models import Job, Project, Run
+
+log = logging.getLogger(__name__)
+KILL_GRACE_S = 3.0
+
+
+@dataclass
+class _Live:
+    run_id: str
+    job_id: str
+    process: subprocess.Popen[bytes]
+    deadline: float | None
+    log_file: BinaryIO
+    stop_requested: bool = False
+
+
+def _kill_group(pid: int, grace: float = KILL_GRACE_S) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after ``grace`` seconds."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+class Runner:
+    """Starts queued runs, watches running ones and fires schedules.
+
+    Args:
+        db: The platform DB.
+        settings: For the logs folder and the environment handed to jobs.
+        max_concurrent: Runs allowed at once; the rest wait in ENGINE_SCHEDULING.
+        api_url: Base URL of this control plane, handed to jobs as ICEFLOE_URL.
+    """
+
+    def __init__(self, db: Database, settings: Settings, *, max_concurrent: int = 4,
+                 api_url: str = "") -> None:
+        self.db = db
+        self.settings = settings
+        self.max_concurrent = max_concurrent
+        self.api_url = api_url
+        self.instance = uuid.uuid4().hex[:12]
+        self.logs = settings.home.resolve() / "logs" / "runs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._live: dict[str, _Live] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Mark runs a dead control plane left starting/running as failed; kill leftovers."""
+        count = 0
+        with self.db.session() as s:
+            for run in repo.runs_in(s, {states.STARTING, states.RUNNING}):
+                if run.owner == self.instance:
+                    continue
+                if run.pid:
+                    _kill_group(run.pid, grace=0.5)
+                repo.move_run(s, run.id, states.FAILED, reason=(
+                    f"the control plane stopped while this run was active (pid {run.pid}); "
+                    "its children were not started"))
+                repo.audit(s, "system", "run.recover", f"run/{run.id}", "failed")
+                count += 1
+        return count
+
+    def start(self, interval: float = 0.2) -> None:
+        """Recover, then tick in a background thread until :meth:`shutdown`."""
+        self.recover()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.tick()
+                except Exception:  # keep the loop alive; the next tick retries
+                    log.exception("runner tick failed")
+                self._stop.wait(interval)
+
+        self._thread = threading.Thread(target=loop, name="icefloe-runner", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Stop the loop and every running job (they end ENGINE_STOPPED)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        for run_id in list(self._live):
+            self.stop(run_id, reason="the control plane shut down")
+        self._reap()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One pass: reap finished processes, enforce timeouts, fire schedules, start runs."""
+        self._reap()
+        self._fire_schedules()
+        self._launch_queued()
+
+    def _reap(self) -> None:
+        for _run_id, live in list(self._live.items()):
+            code = live.process.poll()
+            timed_out = live.deadline is not None and time.monotonic() > live.deadline
+            if code is None and not timed_out:
+                continue
+            if code is None:
+                _kill_group(live.process.pid)
+                live.process.wait()
+                self._finish(live, states.TIMEDOUT, None, "the run exceeded its timeout")
+            elif live.stop_requested:
+                self._finish(live, states.STOPPED, code, "stopped")
+            else:
+                status = states.SUCCEEDED if code == 0 else states.FAILED
+                self._finish(live, status, code, "" if code == 0 else f"exit code {code}")
+
+    def _finish(self, live: _Live, status: str, code: int | None, reason: str) -> None:
+        with self._lock:
+            self._live.pop(live.run_id, None)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(live.process.pid, signal.SIGKILL)  # nothing of the run may outlive it
+        live.log_file.close()
+        with self.db.session() as s:
+            run = repo.move_run(s, live.run_id, status, exit_code=code, reason=reason)
+            if run is None:
+                return
+            job = s.get(Job, run.job_id)
+            repo.audit(s, "system", "run.end", f"run/{run.id}", status)
+            if job is None:
+                return
+            if states.starts_children(status):
+                for child in repo.child_jobs(s, job):
+                    repo.create_run(s, child, "parent", f"run/{run.id}", parent_run_id=run.id)
+            elif status in (states.FAILED, states.TIMEDOUT) and run.attempt <= job.retries:
+                retry = repo.create_run(s, job, "retry", f"run/{run.id}",
+                                        parent_run_id=run.parent_run_id,
+                                        attempt=run.attempt + 1)
+                retry.reason = f"retry {run.attempt} of {job.retries}"
+
+    def _fire_schedules(self) -> None:
+        from croniter import croniter
+
+        now = datetime.now(UTC)
+        with self.db.session() as s:
+            jobs = list(s.scalars(select(Job).where(Job.schedule != "", Job.paused.is_(False))))
+            for job in jobs:
+                tick = croniter(job.schedule, now).get_prev(datetime)
+                last = job.last_schedule_tick or job.created_at
+                if last.tzinfo is None:
+                    last = last.replace(tzinfo=UTC)
+                if tick <= last:
+                    continue
+                # Claim the tick with a conditional update, so it fires once even if two
+                # control planes (or a restart) look at it.
+                claimed = s.execute(  # type: ignore[attr-defined]
+                    update(Job).where(Job.id == job.id,
+                                      Job.last_schedule_tick.is_(None) if job.last_schedule_tick
+                                      is None else Job.last_schedule_tick == job.last_schedule_tick)
+                    .values(last_schedule_tick=tick)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if claimed:
+                    repo.create_run(s, job, "schedule", f"cron {job.schedule}")
+
+    def _launch_queued(self) -> None:
+        with self.db.session() as s:
+            active = len(repo.runs_in(s, {states.STARTING, states.RUNNING}))
+            queued = repo.runs_in(s, {states.SCHEDULING})
+        for run in queued[: max(0, self.max_concurrent - active)]:
+            self._launch(run.id)
+
+    def _launch(self, run_id: str) -> None:
+        with self.db.session() as s:
+            run = repo.move_run(s, run_id, states.STARTING, owner=self.instance)
+            if run is None:
+                return
+            job = s.get(Job, run.job_id)
+            project = s.get(Project, run.project_id)
+            assert job is not None and project is not None
+            job_snapshot = (job.script, job.arguments, dict(job.environment), job.timeout,
+                            job.kernel, job.id)
+            project_path = project.path
+        script, arguments, environment, timeout, kernel, job_id = job_snapshot
+        log_path = self.logs / f"{run_id}.log"
+        log_file = log_path.open("ab", buffering=0)
+        script_path = (Path(project_path) / script).resolve()
+        try:
+            if not script_path.is_relative_to(Path(project_path).resolve()):
+                raise FileNotFoundError(f"script {script!r} is outside the project")
+            if not script_path.is_file():
+                raise FileNotFoundError(f"script {script!r} not found in {project_path}")
+            env = {**os.environ, **environment,
+                   "ICEFLOE_HOME": str(self.settings.home.resolve()),
+                   "ICEFLOE_RUN_ID": run_id, "ICEFLOE_JOB_ID": job_id,
+                   "PYTHONUNBUFFERED": "1"}
+            if self.api_url:
+                env["ICEFLOE_URL"] = self.api_url
+            if kernel == "spark":
+                env["ICEFLOE_SPARK_MASTER"] = self.settings.spark_master
+            # No shell: the script path and arguments go to exec as a list.
+            process = subprocess.Popen(
+                [sys.executable, str(script_path), *shlex.split(arguments)],
+                cwd=project_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        except (OSError, ValueError) as exc:
+            log_file.write(f"icefloe: cannot start the run: {exc}\n".encode())
+            log_file.close()
+            with self.db.session() as s:
+                repo.move_run(s, run_id, states.FAILED, reason=str(exc), log_path=str(log_path))
+            return
+        live = _Live(run_id, job_id, process,
+                     time.monotonic() + timeout if timeout else None, log_file)
+        with self._lock:
+            self._live[run_id] = live
+        with self.db.session() as s:
+            repo.move_run(s, run_id, states.RUNNING, pid=process.pid, log_path=str(log_path))
+
+    # -- requests ------------------------------------------------------------------------
+
+    def stop(self, run_id: str, reason: str = "stopped") -> bool:
+        """Stop a run: kill its process group, or cancel it while it waits. True if stopped."""
+        with self._lock:
+            live = self._live.get(run_id)
+        if live is not None:
+            live.stop_requested = True
+            _kill_group(live.process.pid)
+            live.process.wait()
+            self._finish(live, states.STOPPED, live.process.returncode, reason)
+            return True
+        with self.db.session() as s:
+            return repo.move_run(s, run_id, states.STOPPED, reason=reason) is not None
+
+    def log_path(self, run: Run) -> Path:
+        """Where a run's log is written."""
+        return Path(run.log_path) if run.log_path else self.logs / f"{run.id}.log"

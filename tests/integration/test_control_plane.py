@@ -1,0 +1,266 @@
+"""The control plane as users run it: `icefloe up` on 127.0.0.1, real job subprocesses."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import run_cli
+
+SCRIPTS = {
+    "ok.py": "import sys\nprint('hello from', sys.argv[1:])\n",
+    "fail.py": "import sys\nprint('about to fail')\nsys.exit(3)\n",
+    "sleepy.py": (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "print('child', child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    ),
+}
+TERMINAL = {"ENGINE_SUCCEEDED", "ENGINE_FAILED", "ENGINE_STOPPED", "ENGINE_TIMEDOUT"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ControlPlane:
+    """A running `icefloe up` with an admin client."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api/v2"
+        self.proc: subprocess.Popen[bytes] | None = None
+        init = run_cli(["init", "--json"], home, check=True)
+        self.key = json.loads(init.stdout)["api_key"]
+        self.client = httpx.Client(base_url=self.url, timeout=30,
+                                   headers={"Authorization": f"Bearer {self.key}"})
+
+    def start(self) -> None:
+        env = {**os.environ, "ICEFLOE_HOME": str(self.home)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "icefloe.cli.main", "up", "--port", str(self.port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("control plane did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def project(self, name: str = "demo") -> str:
+        folder = self.home / f"{name}-src"
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, text in SCRIPTS.items():
+            (folder / file).write_text(text)
+        r = self.client.post("/projects", json={"name": name, "path": str(folder)})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def job(self, project: str, name: str, script: str, **fields) -> str:
+        r = self.client.post(f"/projects/{project}/jobs",
+                             json={"name": name, "script": script, **fields})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def run(self, project: str, job: str) -> str:
+        r = self.client.post(f"/projects/{project}/jobs/{job}/runs")
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def runs(self, project: str, job: str) -> list[dict]:
+        return self.client.get(f"/projects/{project}/jobs/{job}/runs").json()["job_runs"]
+
+    def wait(self, project: str, job: str, run: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body = self.client.get(f"/projects/{project}/jobs/{job}/runs/{run}").json()
+            if body["status"] in TERMINAL:
+                return body
+            time.sleep(0.2)
+        raise AssertionError(f"run {run} did not end: {body}")
+
+    def wait_for_run_of(self, project: str, job: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.runs(project, job)
+            if runs and runs[0]["status"] in TERMINAL:
+                return runs[0]
+            time.sleep(0.2)
+        raise AssertionError(f"job {job} did not run")
+
+
+@pytest.fixture
+def cp(tmp_path: Path) -> Iterator[ControlPlane]:
+    plane = ControlPlane(tmp_path / "home")
+    plane.start()
+    yield plane
+    plane.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_chain_runs_in_order_and_failure_stops_it(cp: ControlPlane) -> None:
+    p = cp.project()
+    a = cp.job(p, "A", "ok.py", arguments="--step a")
+    b = cp.job(p, "B", "ok.py", parent_job_id=a)
+    c = cp.job(p, "C", "ok.py", parent_job_id=b)
+    run_a = cp.run(p, a)
+    assert cp.wait(p, a, run_a)["status"] == "ENGINE_SUCCEEDED"
+    rb = cp.wait_for_run_of(p, b)
+    rc = cp.wait_for_run_of(p, c)
+    assert rb["status"] == rc["status"] == "ENGINE_SUCCEEDED"
+    assert rb["parent_run_id"] == run_a and rc["parent_run_id"] == rb["id"]
+    assert rb["created_at"] >= cp.wait(p, a, run_a)["finished_at"]
+    logs = cp.client.get(f"/projects/{p}/jobs/{a}/runs/{run_a}/logs").json()
+    assert "hello from ['--step', 'a']" in logs["content"]
+
+    cp.client.patch(f"/projects/{p}/jobs/{b}", json={"script": "fail.py"})
+    run_a2 = cp.run(p, a)
+    cp.wait(p, a, run_a2)
+    deadline = time.monotonic() + 30
+    while len(cp.runs(p, b)) < 2 or cp.runs(p, b)[0]["status"] not in TERMINAL:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    failed = cp.runs(p, b)[0]
+    assert failed["status"] == "ENGINE_FAILED" and failed["exit_code"] == 3
+    time.sleep(1.0)
+    assert len(cp.runs(p, c)) == 1  # C did not start again
+
+
+def test_timeout_and_stop_kill_the_whole_group(cp: ControlPlane) -> None:
+    p = cp.project()
+    slow = cp.job(p, "slow", "sleepy.py", timeout=2)
+    run = cp.run(p, slow)
+    started = time.monotonic()
+    ended = cp.wait(p, slow, run, timeout=30)
+    assert ended["status"] == "ENGINE_TIMEDOUT" and time.monotonic() - started < 15
+    log = cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}/logs").json()["content"]
+    child = int(log.split("child ")[1].split()[0])
+    time.sleep(0.5)
+    assert not _alive(child)
+
+    held = cp.job(p, "held", "sleepy.py")
+    run2 = cp.run(p, held)
+    deadline = time.monotonic() + 30
+    while cp.client.get(f"/projects/{p}/jobs/{held}/runs/{run2}").json()["status"] != \
+            "ENGINE_RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.5)
+    stopped = cp.client.post(f"/projects/{p}/jobs/{held}/runs/{run2}:stop").json()
+    assert stopped["status"] == "ENGINE_STOPPED"
+
+
+def test_sigkill_during_a_run_then_restart(cp: ControlPlane) -> None:
+    p = cp.project()
+    slow = cp.job(p, "slow", "sleepy.py")
+    after = cp.job(p, "after", "ok.py", parent_job_id=slow)
+    run = cp.run(p, slow)
+    deadline = time.monotonic() + 30
+    while cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}").json()["status"] != \
+            "ENGINE_RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.5)
+    cp.stop(signal.SIGKILL)
+    cp.start()
+    body = cp.wait(p, slow, run, timeout=10)
+    assert body["status"] == "ENGINE_FAILED" and "control plane stopped" in body["reason"]
+    assert cp.runs(p, after) == []
+    ok = cp.job(p, "fresh", "ok.py")
+    assert cp.wait(p, ok, cp.run(p, ok))["status"] == "ENGINE_SUCCEEDED"
+
+
+def test_keys_roles_and_audit(cp: ControlPlane) -> None:
+    p = cp.project()
+    job = cp.job(p, "A", "ok.py")
+    viewer = cp.client.post("/keys", json={"user": "vic", "role": "viewer"}).json()
+    editor = cp.client.post("/keys", json={"user": "ed", "role": "editor"}).json()
+    cp.client.delete(f"/keys/{editor['id']}")
+    bodies = set()
+    for headers in ({}, {"Authorization": "Bearer nope"},
+                    {"Authorization": f"Bearer {editor['api_key']}"},
+                    {"Authorization": "Basic abc"}):
+        r = httpx.get(f"{cp.url}/projects", headers=headers)
+        assert r.status_code == 401
+        bodies.add(r.text)
+    assert len(bodies) == 1
+    as_viewer = httpx.Client(base_url=cp.url,
+                             headers={"Authorization": f"Bearer {viewer['api_key']}"})
+    assert as_viewer.get("/projects").status_code == 200
+    for method, path in (("post", f"/projects/{p}/jobs/{job}/runs"),
+                         ("post", f"/projects/{p}/jobs"),
+                         ("delete", f"/projects/{p}/jobs/{job}"),
+                         ("get", "/audit")):
+        r = as_viewer.request(method.upper(), path, json={"name": "x", "script": "ok.py"})
+        assert r.status_code == 403, (path, r.text)
+    assert cp.runs(p, job) == []
+    assert [j["name"] for j in cp.client.get(f"/projects/{p}/jobs").json()["jobs"]] == ["A"]
+    events = cp.client.get("/audit").json()["events"]
+    actions = {(e["actor"], e["action"], e["outcome"]) for e in events}
+    assert ("admin", "job.create", "ok") in actions
+    assert any(e["actor"] == "vic" and e["outcome"] == "denied" for e in events)
+
+
+def test_cml_style_automation_client(cp: ControlPlane) -> None:
+    """Written the way CML automation is: names, POST a run, poll the status."""
+    p = cp.project("ml-pipeline")
+    cp.job(p, "TrainModel", "ok.py")
+    api, headers = cp.url, {"Authorization": f"Bearer {cp.key}"}
+    projects = httpx.get(f"{api}/projects", headers=headers,
+                         params={"search": "ml-pipeline", "page_size": 50}).json()["projects"]
+    project = next(x for x in projects if x["name"] == "ml-pipeline")
+    jobs = httpx.get(f"{api}/projects/{project['id']}/jobs", headers=headers).json()["jobs"]
+    job = next(x for x in jobs if x["name"] == "TrainModel")
+    run = httpx.post(f"{api}/projects/{project['id']}/jobs/{job['id']}/runs",
+                     headers=headers).json()
+    status = run["status"]
+    while status in ("ENGINE_SCHEDULING", "ENGINE_STARTING", "ENGINE_RUNNING"):
+        time.sleep(1)
+        status = httpx.get(f"{api}/projects/{project['id']}/jobs/{job['id']}/runs/{run['id']}",
+                           headers=headers).json()["status"]
+    assert status == "ENGINE_SUCCEEDED"
+
+
+def test_errors_have_one_shape(cp: ControlPlane) -> None:
+    p = cp.project()
+    r = cp.client.get(f"/projects/{p}/jobs/nope")
+    assert r.status_code == 404 and "nope" in r.json()["error"]["message"]
+    r = cp.client.post(f"/projects/{p}/jobs", json={"name": "x", "script": "../../etc/passwd"})
+    assert r.status_code == 422 and "relative path" in r.json()["error"]["message"]
+    r = cp.client.post(f"/projects/{p}/jobs", json={"name": "x"})
+    assert r.status_code == 422 and "script" in r.json()["error"]["message"]
+    a = cp.job(p, "A", "ok.py")
+    b = cp.job(p, "B", "ok.py", parent_job_id=a)
+    r = cp.client.patch(f"/projects/{p}/jobs/{a}", json={"parent_job_id": b})
+    assert r.status_code == 409 and "cycle" in r.json()["error"]["message"]
+    r = cp.client.post("/projects", json={"name": "demo"})
+    assert r.status_code == 409
