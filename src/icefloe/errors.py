@@ -99,3 +99,17 @@ class ParityError(TrainingError):
 
 class FingerprintMismatchError(ConflictError):
     """Reproduced rows do not match the fingerprint recorded at training time."""
+
+
+class AuthError(IcefloeError):
+    """Missing, invalid or revoked API key (401), or a role that may not do this (403)."""
+
+    http_status = 401
+    exit_code = 9
+
+
+class RemoteError(IcefloeError):
+    """The control plane answered with an error this client does not know."""
+
+    http_status = 502
+    exit_code = 10

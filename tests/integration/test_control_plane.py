@@ -264,3 +264,40 @@ def test_errors_have_one_shape(cp: ControlPlane) -> None:
     assert r.status_code == 409 and "cycle" in r.json()["error"]["message"]
     r = cp.client.post("/projects", json={"name": "demo"})
     assert r.status_code == 409
+
+
+def test_sdk_and_cli(cp: ControlPlane, tmp_path: Path) -> None:
+    from icefloe.client import Client
+    from icefloe.errors import AuthError, NotFoundError
+
+    cp.project("shop")
+    env = {"ICEFLOE_URL": cp.url.removesuffix("/api/v2"), "ICEFLOE_API_KEY": cp.key}
+    created = run_cli(["job", "create", "-p", "shop", "--name", "hello", "--script", "ok.py",
+                       "--arguments", "x y", "--json"], cp.home, env=env, check=True)
+    assert json.loads(created.stdout)["arguments"] == "x y"
+    run_cli(["job", "create", "-p", "shop", "--name", "boom", "--script", "fail.py"],
+            cp.home, env=env, check=True)
+    ok = run_cli(["job", "run", "hello", "-p", "shop", "--wait", "--json"], cp.home, env=env)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["status"] == "ENGINE_SUCCEEDED"
+    run_id = json.loads(ok.stdout)["id"]
+    logs = run_cli(["job", "logs", "hello", "-p", "shop", "--run", run_id, "--follow"],
+                   cp.home, env=env, check=True)
+    assert "hello from ['x', 'y']" in logs.stdout
+    bad = run_cli(["job", "run", "boom", "-p", "shop", "--wait"], cp.home, env=env)
+    assert bad.returncode == 1 and "ENGINE_FAILED" in bad.stderr
+    runs = json.loads(run_cli(["job", "runs", "hello", "-p", "shop", "--json"], cp.home,
+                              env=env, check=True).stdout)
+    assert [r["id"] for r in runs] == [run_id]
+    denied = run_cli(["project", "list"], cp.home, env={**env, "ICEFLOE_API_KEY": "wrong"})
+    assert denied.returncode == 9 and "invalid API key" in denied.stderr
+
+    with Client(env["ICEFLOE_URL"], cp.key) as client:
+        project = client.project("shop")
+        assert [j["name"] for j in client.list_jobs(project["id"])] == ["boom", "hello"]
+        with pytest.raises(NotFoundError):
+            client.get_job(project["id"], "missing")
+        key = client.create_key("robot", "editor")
+        assert key["api_key"].startswith("ifk_")
+    with Client(env["ICEFLOE_URL"], "ifk_000000000000_nope") as client, \
+            pytest.raises(AuthError):
+        client.list_projects()

@@ -14,6 +14,7 @@ import click
 import typer
 
 from icefloe.cli import data as data_cli
+from icefloe.cli import jobs as jobs_cli
 from icefloe.cli import ml as ml_cli
 from icefloe.cli import server as server_cli
 from icefloe.cli import system as system_cli
@@ -47,6 +48,7 @@ app.add_typer(data_cli.app, name="data")
 system_cli.register(app)
 ml_cli.register(app)
 server_cli.register(app)
+jobs_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,173 @@
+"""``icefloe project ...`` and ``icefloe job ...``: the control plane from the shell.
+
+These commands talk HTTP to a running ``icefloe up`` (``--url``/``$ICEFLOE_URL``, with
+``--api-key``/``$ICEFLOE_API_KEY``). Projects and jobs can be named or given by id.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import typer
+
+from icefloe.cli.output import console, err_console, print_json, print_rows, success
+from icefloe.client import TERMINAL, Client
+
+JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
+URL = typer.Option(None, "--url", envvar="ICEFLOE_URL", help="Control plane URL.")
+KEY = typer.Option(None, "--api-key", envvar="ICEFLOE_API_KEY", help="API key.")
+RUN_COLUMNS = ["id", "status", "trigger", "triggered_by", "exit_code", "created_at",
+               "finished_at"]
+
+project_app = typer.Typer(help="Projects on the control plane.", no_args_is_help=True)
+job_app = typer.Typer(help="Jobs and their runs on the control plane.", no_args_is_help=True)
+
+
+@project_app.command("list")
+def project_list(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+    """List projects."""
+    with Client(url, api_key) as client:
+        rows = client.list_projects()
+    if as_json:
+        print_json(rows)
+    else:
+        print_rows(rows, ["id", "name", "path", "created_at"])
+
+
+@project_app.command("create")
+def project_create(name: str, path: str | None = typer.Option(
+        None, "--path", help="Existing folder with the job scripts."),
+        description: str = typer.Option("", "--description"),
+        url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+    """Create a project."""
+    with Client(url, api_key) as client:
+        project = client.create_project(name, path, description)
+    if as_json:
+        print_json(project)
+    else:
+        success(f"created project {project['name']} ({project['id']}) at {project['path']}")
+
+
+@job_app.command("create")
+def job_create(
+    project: str = typer.Option(..., "--project", "-p", help="Project name or id."),
+    name: str = typer.Option(..., "--name"),
+    script: str = typer.Option(..., "--script", help="Path of the script in the project."),
+    arguments: str = typer.Option("", "--arguments"),
+    env: list[str] = typer.Option([], "--env", help="NAME=VALUE (repeatable)."),
+    timeout: int = typer.Option(0, "--timeout", help="Seconds; 0 = none."),
+    retries: int = typer.Option(0, "--retries"),
+    parent: str | None = typer.Option(None, "--parent", help="Parent job name or id."),
+    schedule: str = typer.Option("", "--schedule", help="Cron expression."),
+    kernel: str = typer.Option("python3", "--kernel", help="python3 or spark."),
+    url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON,
+) -> None:
+    """Create a job (a parent's success starts it)."""
+    environment = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--env {item!r}: expected NAME=VALUE")
+        environment[key] = value
+    with Client(url, api_key) as client:
+        pid = client.project(project)["id"]
+        parent_id = client.job(pid, parent)["id"] if parent else None
+        job = client.create_job(pid, name, script, arguments=arguments, environment=environment,
+                                timeout=timeout, retries=retries, parent_job_id=parent_id,
+                                schedule=schedule, kernel=kernel)
+    if as_json:
+        print_json(job)
+    else:
+        success(f"created job {job['name']} ({job['id']})")
+
+
+@job_app.command("list")
+def job_list(project: str = typer.Option(..., "--project", "-p"), url: str | None = URL,
+             api_key: str | None = KEY, as_json: bool = JSON) -> None:
+    """List the jobs of a project."""
+    with Client(url, api_key) as client:
+        rows = client.list_jobs(client.project(project)["id"])
+    if as_json:
+        print_json(rows)
+    else:
+        print_rows(rows, ["id", "name", "script", "parent_id", "schedule", "timeout"])
+
+
+@job_app.command("run")
+def job_run(
+    job: str,
+    project: str = typer.Option(..., "--project", "-p"),
+    wait: bool = typer.Option(False, "--wait", help="Wait and exit with the run's outcome."),
+    url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON,
+) -> None:
+    """Start a run of a job; with --wait, exit 0 only if it succeeds."""
+    with Client(url, api_key) as client:
+        pid = client.project(project)["id"]
+        jid = client.job(pid, job)["id"]
+        run = client.create_run(pid, jid)
+        if wait:
+            run = client.wait_run(pid, jid, run["id"])
+    if as_json:
+        print_json(run)
+    else:
+        success(f"run {run['id']} of {job}: {run['status']}")
+    if wait and run["status"] != "ENGINE_SUCCEEDED":
+        raise typer.Exit(1)
+
+
+@job_app.command("runs")
+def job_runs(job: str, project: str = typer.Option(..., "--project", "-p"),
+             url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+    """List the runs of a job, newest first."""
+    with Client(url, api_key) as client:
+        pid = client.project(project)["id"]
+        rows = client.list_runs(pid, client.job(pid, job)["id"])
+    if as_json:
+        print_json(rows)
+    else:
+        print_rows(rows, RUN_COLUMNS)
+
+
+@job_app.command("logs")
+def job_logs(
+    job: str, run: str = typer.Option(..., "--run", help="Run id."),
+    project: str = typer.Option(..., "--project", "-p"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until it ends."),
+    url: str | None = URL, api_key: str | None = KEY,
+) -> None:
+    """Print a run's log (stdout and stderr), optionally following it."""
+    with Client(url, api_key) as client:
+        pid = client.project(project)["id"]
+        jid = client.job(pid, job)["id"]
+        offset = 0
+        while True:
+            chunk = client.run_logs(pid, jid, run, offset)
+            sys.stdout.write(chunk["content"])
+            sys.stdout.flush()
+            offset = chunk["next_offset"]
+            if not follow or (chunk["status"] in TERMINAL and not chunk["content"]):
+                break
+            time.sleep(0.5)
+
+
+@job_app.command("stop")
+def job_stop(job: str, run: str = typer.Option(..., "--run"),
+             project: str = typer.Option(..., "--project", "-p"),
+             url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+    """Stop a run (its whole process group)."""
+    with Client(url, api_key) as client:
+        pid = client.project(project)["id"]
+        result = client.stop_run(pid, client.job(pid, job)["id"], run)
+    if as_json:
+        print_json(result)
+    else:
+        (success if result["status"] == "ENGINE_STOPPED" else err_console.print)(
+            f"run {run}: {result['status']}")
+    console.file.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``project`` and ``job`` to the root app."""
+    app.add_typer(project_app, name="project")
+    app.add_typer(job_app, name="job")

@@ -1,0 +1,195 @@
+"""Python SDK for the control plane: ``Client(url, api_key)`` with a method per route.
+
+``ICEFLOE_URL`` and ``ICEFLOE_API_KEY`` are used when the arguments are omitted. Errors come
+back as the same :mod:`icefloe.errors` types the server raised (by HTTP status).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from icefloe.errors import (
+    AuthError,
+    ConflictError,
+    IcefloeError,
+    InvalidInputError,
+    NotFoundError,
+    RemoteError,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+TERMINAL = frozenset({"ENGINE_SUCCEEDED", "ENGINE_FAILED", "ENGINE_STOPPED", "ENGINE_TIMEDOUT"})
+_BY_STATUS: dict[int, type[IcefloeError]] = {
+    401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictError,
+    422: InvalidInputError, 400: InvalidInputError,
+}
+
+
+class Client:
+    """A client of one icefloe control plane.
+
+    Args:
+        url: Base URL (``http://host:port``); default ``$ICEFLOE_URL`` or 127.0.0.1:8080.
+        api_key: API key; default ``$ICEFLOE_API_KEY``.
+        timeout: Seconds per request.
+    """
+
+    def __init__(self, url: str | None = None, api_key: str | None = None,
+                 timeout: float = 30.0) -> None:
+        self.url = (url or os.environ.get("ICEFLOE_URL") or DEFAULT_URL).rstrip("/")
+        key = api_key or os.environ.get("ICEFLOE_API_KEY") or ""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(base_url=f"{self.url}/api/v2", headers=headers,
+                                  timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise RemoteError(f"cannot reach the control plane at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200] or response.reason_phrase
+            raise _BY_STATUS.get(response.status_code, RemoteError)(message)
+        return response.json() if response.content else None
+
+    def _pages(self, path: str, key: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        token = ""
+        while True:
+            body = self._call("GET", path, params={**params, "page_token": token or None})
+            yield from body[key]
+            token = body.get("next_page_token", "")
+            if not token:
+                return
+
+    # -- projects and jobs ---------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The public health check."""
+        return self._call("GET", "/health")
+
+    def list_projects(self, search: str | None = None) -> list[dict[str, Any]]:
+        """All projects (every page)."""
+        return list(self._pages("/projects", "projects", {"search": search}))
+
+    def create_project(self, name: str, path: str | None = None,
+                       description: str = "") -> dict[str, Any]:
+        """Create a project (its folder defaults to one in the server's home)."""
+        return self._call("POST", "/projects",
+                          json={"name": name, "path": path, "description": description})
+
+    def get_project(self, project_id: str) -> dict[str, Any]:
+        """One project."""
+        return self._call("GET", f"/projects/{project_id}")
+
+    def project(self, name_or_id: str) -> dict[str, Any]:
+        """A project by exact name, or by id."""
+        for project in self.list_projects(search=name_or_id):
+            if project["name"] == name_or_id:
+                return project
+        return self.get_project(name_or_id)
+
+    def list_jobs(self, project_id: str, search: str | None = None) -> list[dict[str, Any]]:
+        """All jobs of a project."""
+        return list(self._pages(f"/projects/{project_id}/jobs", "jobs", {"search": search}))
+
+    def create_job(self, project_id: str, name: str, script: str,
+                   **fields: Any) -> dict[str, Any]:
+        """Create a job (fields: arguments, environment, timeout, retries, parent_job_id,
+        schedule, kernel, cpu, memory)."""
+        return self._call("POST", f"/projects/{project_id}/jobs",
+                          json={"name": name, "script": script, **fields})
+
+    def get_job(self, project_id: str, job_id: str) -> dict[str, Any]:
+        """One job."""
+        return self._call("GET", f"/projects/{project_id}/jobs/{job_id}")
+
+    def job(self, project_id: str, name_or_id: str) -> dict[str, Any]:
+        """A job by exact name, or by id."""
+        for job in self.list_jobs(project_id, search=name_or_id):
+            if job["name"] == name_or_id:
+                return job
+        return self.get_job(project_id, name_or_id)
+
+    def update_job(self, project_id: str, job_id: str, **fields: Any) -> dict[str, Any]:
+        """Change some fields of a job."""
+        return self._call("PATCH", f"/projects/{project_id}/jobs/{job_id}",
+                          json=fields)
+
+    def delete_job(self, project_id: str, job_id: str) -> None:
+        """Delete a job."""
+        self._call("DELETE", f"/projects/{project_id}/jobs/{job_id}")
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def create_run(self, project_id: str, job_id: str) -> dict[str, Any]:
+        """Start a run of a job (its children follow when it succeeds)."""
+        return self._call("POST", f"/projects/{project_id}/jobs/{job_id}/runs")
+
+    def list_runs(self, project_id: str, job_id: str) -> list[dict[str, Any]]:
+        """Runs of a job, newest first."""
+        return list(self._pages(f"/projects/{project_id}/jobs/{job_id}/runs", "job_runs", {}))
+
+    def get_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
+        """One run."""
+        return self._call(
+            "GET", f"/projects/{project_id}/jobs/{job_id}/runs/{run_id}")
+
+    def stop_run(self, project_id: str, job_id: str, run_id: str) -> dict[str, Any]:
+        """Stop a run (its process group is killed)."""
+        return self._call(
+            "POST", f"/projects/{project_id}/jobs/{job_id}/runs/{run_id}:stop")
+
+    def run_logs(self, project_id: str, job_id: str, run_id: str,
+                 offset: int = 0) -> dict[str, Any]:
+        """A chunk of a run's log from ``offset``; ``next_offset`` continues it."""
+        return self._call(
+            "GET", f"/projects/{project_id}/jobs/{job_id}/runs/{run_id}/logs",
+            params={"offset": offset})
+
+    def wait_run(self, project_id: str, job_id: str, run_id: str, *, poll: float = 1.0,
+                 timeout: float | None = None) -> dict[str, Any]:
+        """Poll a run until it ends; returns its final state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = self.get_run(project_id, job_id, run_id)
+            if run["status"] in TERMINAL:
+                return run
+            if deadline is not None and time.monotonic() > deadline:
+                raise RemoteError(f"run {run_id} still {run['status']} after {timeout} s")
+            time.sleep(poll)
+
+    # -- keys and audit ------------------------------------------------------------------
+
+    def create_key(self, user: str, role: str = "viewer") -> dict[str, Any]:
+        """Create an API key (admin only); the secret is in ``api_key``, shown once."""
+        return self._call("POST", "/keys", json={"user": user, "role": role})
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """API keys without secrets (admin only)."""
+        return self._call("GET", "/keys")["keys"]
+
+    def revoke_key(self, key_id: str) -> None:
+        """Revoke a key (admin only)."""
+        self._call("DELETE", f"/keys/{key_id}")
+
+    def audit(self) -> list[dict[str, Any]]:
+        """Audit events, newest first (admin only)."""
+        return list(self._pages("/audit", "events", {}))
