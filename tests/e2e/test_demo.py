@@ -21,6 +21,8 @@ def test_demo_runs_the_data_story_twice(tmp_path) -> None:
         "registered loan-default/1\ntest AUC",
         "training failed: the baseline pipeline cannot assemble string column(s) 'home_ownership'",
         "reproduced 2,000 rows; fingerprint matches the training data",
+        "LoadBatch: ENGINE_SUCCEEDED",
+        "TrainModel (started by LoadBatch's success): ENGINE_SUCCEEDED",
     ):
         assert expected in out, expected
     assert "Traceback" not in first.stderr

@@ -140,3 +140,19 @@ def test_tree_pipeline_and_parity_refusal(spark, settings: Settings, monkeypatch
     with pytest.raises(TrainingError, match="ONNX model differs from Spark"):
         train(spec, settings, spark=spark)
     assert [v["version"] for v in ModelRegistry(settings).versions("trees")] == [1]
+
+
+def test_columns_without_values_are_left_out_unless_named(spark, settings: Settings) -> None:
+    lh = Lakehouse(settings)
+    lh.write(LOANS, generate_loans(1500, 3), "create")
+    s1 = lh.current_snapshot(LOANS).snapshot_id
+    lh.write(LOANS, generate_loans(300, 3, bad_batch=True), "append", evolve=True)
+    lh.rollback(LOANS, s1)
+    lh.write(LOANS, generate_loans(300, 4), "append")  # new rows, columns still in the schema
+    result = train(_spec(pipeline="categorical"), settings, spark=spark)
+    assert result.lineage.categorical_features == [] and result.parity <= 1e-5
+    assert mlflow.get_run(result.run_id).data.params["empty_features_left_out"] == (
+        "home_ownership,purpose")
+    with pytest.raises(TrainingError, match="'purpose' have no values"):
+        train(_spec(pipeline="categorical", features=("int_rate", "purpose")), settings,
+              spark=spark)

@@ -6,6 +6,7 @@ Only this module and :mod:`icefloe.demo.loans` know the loan columns; the platfo
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from rich.console import Console
 
@@ -18,6 +19,7 @@ from icefloe.registry.reproduce import reproduce_training_data
 from icefloe.registry.store import ModelRegistry
 
 TABLE = "lending.loans"
+PROJECT_DIR = Path(__file__).with_name("project")
 MODEL = "loan-default"
 DEMO_PROPERTY = "icefloe.demo"
 console = Console(highlight=False)
@@ -161,6 +163,9 @@ def run_story(
             f"{snap.total_rows:>6,} rows  {', '.join(snap.tags)}"
         )
 
+    _step(10, "Jobs through the API: LoadBatch -> TrainModel on the control plane")
+    _run_job_chain(settings)
+
     console.rule("[bold green]done")
     console.print(f"the story so far ran in {time.monotonic() - started:.1f} s. Try:")
     for line in (
@@ -173,3 +178,77 @@ def run_story(
     ):
         console.print(f"  {line}")
     return {"s1": s1_id, "s2": s2_id}
+
+
+def _run_job_chain(settings: Settings) -> None:
+    """Start a control plane, create the demo project and jobs over HTTP, run the chain."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from icefloe.api.app import create_app
+    from icefloe.client import Client
+    from icefloe.errors import ConflictError as Exists
+    from icefloe.jobs.runner import Runner
+    from icefloe.store import repo
+    from icefloe.store.db import Database
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    db = Database(settings.resolved_platform_db_url)
+    with db.session() as s:
+        demo_key, key = repo.create_api_key(s, "demo", "admin")
+        demo_key_id = demo_key.id
+    app = create_app(settings, db=db, runner=Runner(db, settings, api_url=url), api_url=url)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    _cmd(f"icefloe up --port {port}   # here: in the demo process")
+    try:
+        with Client(url, key) as client:
+            try:
+                project = client.create_project("lending-demo", str(PROJECT_DIR),
+                                                "the demo's job scripts")
+            except Exists:
+                project = client.project("lending-demo")
+            pid = project["id"]
+            jobs = {j["name"]: j for j in client.list_jobs(pid)}
+            if "LoadBatch" not in jobs:
+                jobs["LoadBatch"] = client.create_job(pid, "LoadBatch", "load_batch.py",
+                                                      arguments="--rows 500 --seed 7",
+                                                      timeout=600)
+            if "TrainModel" not in jobs:
+                jobs["TrainModel"] = client.create_job(
+                    pid, "TrainModel", "train.py", arguments="--pipeline categorical",
+                    parent_job_id=jobs["LoadBatch"]["id"], timeout=900, kernel="spark")
+            _cmd("POST /api/v2/projects/{p}/jobs/{LoadBatch}/runs")
+            load = client.wait_run(pid, jobs["LoadBatch"]["id"],
+                                   client.create_run(pid, jobs["LoadBatch"]["id"])["id"])
+            console.print(f"LoadBatch: {load['status']}")
+            console.print(client.run_logs(pid, jobs["LoadBatch"]["id"], load["id"])["content"]
+                          .strip(), markup=False)
+            if load["status"] == "ENGINE_SUCCEEDED":
+                train_job = jobs["TrainModel"]["id"]
+                deadline = time.monotonic() + 900
+                while not any(r["parent_run_id"] == load["id"]
+                              for r in client.list_runs(pid, train_job)):
+                    if time.monotonic() > deadline:
+                        raise AssertionError("TrainModel did not start after LoadBatch")
+                    time.sleep(0.2)
+                child = next(r for r in client.list_runs(pid, train_job)
+                             if r["parent_run_id"] == load["id"])
+                done = client.wait_run(pid, train_job, child["id"])
+                console.print(f"TrainModel (started by LoadBatch's success): {done['status']}")
+                tail = client.run_logs(pid, train_job, child["id"])["content"].strip()
+                console.print("\n".join(tail.splitlines()[-4:]), markup=False)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        with db.session() as s:
+            repo.revoke_api_key(s, demo_key_id)  # the demo's key lives only as long as it runs
+        db.dispose()

@@ -25,7 +25,7 @@ from icefloe.lakehouse.snapshots import format_ms, resolve_snapshot
 from icefloe.ml.evaluation import evaluate, save_curves
 from icefloe.ml.onnx import OnnxScorer, compile_onnx, parity
 from icefloe.ml.pipelines import LABEL, PROBABILITY, build_pipeline, prepare, split
-from icefloe.ml.spec import TrainSpec, resolve_features
+from icefloe.ml.spec import FeatureSet, TrainSpec, resolve_features
 from icefloe.registry.lineage import LINEAGE_ARTIFACT, TAG_PREFIX, Lineage
 from icefloe.registry.store import ModelRegistry
 
@@ -94,6 +94,38 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
+def drop_empty_features(frame: Any, features: FeatureSet,
+                        spec: TrainSpec) -> tuple[FeatureSet, list[str]]:
+    """Leave out feature columns that hold no value at all in the rows to train on.
+
+    Such a column (e.g. a categorical column added by a later batch, read at a snapshot whose
+    rows all predate it) carries no information and cannot be encoded. Columns the user
+    named with ``--features`` are never left out: that is an error instead.
+
+    Raises:
+        TrainingError: A named feature has no values.
+    """
+    from pyspark.sql import functions as F
+
+    if not features.all:
+        return features, []
+    counts = frame.agg(*[F.count(F.col(f"`{c}`")).alias(c) for c in features.all]).first()
+    empty = [c for c in features.all if counts[c] == 0]
+    named = [c for c in empty if c in spec.features]
+    if named:
+        raise TrainingError(
+            f"feature column(s) {', '.join(repr(c) for c in named)} have no values in "
+            f"the rows of {spec.table} to train on"
+        )
+    if not empty:
+        return features, []
+    kept = FeatureSet(tuple(c for c in features.numeric if c not in empty),
+                      tuple(c for c in features.categorical if c not in empty))
+    if not kept.all:
+        raise TrainingError(f"no feature column of {spec.table} has any value")
+    return kept, empty
+
+
 def train(
     spec: TrainSpec,
     settings: Settings | None = None,
@@ -150,6 +182,11 @@ def train(
             data_fingerprint = fingerprint(rows)
             frame = read_table(spark, spec.table, snapshot_id=snap.snapshot_id, lakehouse=lh)
             prepared = prepare(frame, features, spec.label, spec.nulls)
+            features, empty = drop_empty_features(prepared.frame, features, spec)
+            if empty:
+                mlflow.log_param("empty_features_left_out", ",".join(empty))
+                if on_step:
+                    on_step(f"left out columns with no values: {', '.join(empty)}")
             original_columns = [f.name for f in schema.fields]
             train_df, test_df = split(prepared.frame, original_columns, spec.test_fraction,
                                       spec.seed)
