@@ -301,3 +301,24 @@ def test_sdk_and_cli(cp: ControlPlane, tmp_path: Path) -> None:
     with Client(env["ICEFLOE_URL"], "ifk_000000000000_nope") as client, \
             pytest.raises(AuthError):
         client.list_projects()
+
+
+def test_sigterm_stops_running_jobs(cp: ControlPlane) -> None:
+    p = cp.project()
+    slow = cp.job(p, "slow", "sleepy.py")
+    run = cp.run(p, slow)
+    deadline = time.monotonic() + 30
+    while cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}").json()["status"] != \
+            "ENGINE_RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.5)
+    log = cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}/logs").json()["content"]
+    child = int(log.split("child ")[1].split()[0])
+    cp.stop(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal, as servers conventionally do
+    assert cp.proc is not None and cp.proc.returncode in (0, -signal.SIGTERM)
+    assert not _alive(child)
+    cp.start()
+    body = cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}").json()
+    assert body["status"] == "ENGINE_STOPPED" and "shut down" in body["reason"]

@@ -96,3 +96,6 @@ def test_retries_rerun_a_failed_job(tmp_path: Path) -> None:
     runs = sorted(_runs(db, pid, jid), key=lambda r: r.attempt)
     assert [(r.attempt, r.status, r.exit_code) for r in runs] == [
         (1, states.FAILED, 2), (2, states.FAILED, 2)]
+    # the retry waited for its backoff before it started
+    assert runs[1].started_at.replace(tzinfo=None) >= runs[0].ended_at.replace(tzinfo=None) + \
+        timedelta(seconds=0.9)

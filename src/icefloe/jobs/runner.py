@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,6 +33,7 @@ from icefloe.store.models import Job, Project, Run
 
 log = logging.getLogger(__name__)
 KILL_GRACE_S = 3.0
+RETRY_BACKOFF_S = 1.0
 
 
 @dataclass
@@ -60,6 +61,11 @@ def _kill_group(pid: int, grace: float = KILL_GRACE_S) -> None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Runner:
@@ -168,12 +174,20 @@ class Runner:
                 return
             if states.starts_children(status):
                 for child in repo.child_jobs(s, job):
-                    repo.create_run(s, child, "parent", f"run/{run.id}", parent_run_id=run.id)
+                    started = repo.create_run(s, child, "parent", f"run/{run.id}",
+                                              parent_run_id=run.id)
+                    repo.audit(s, "system", "run.create", f"run/{started.id}", "ok",
+                               f"child of run/{run.id}")
             elif status in (states.FAILED, states.TIMEDOUT) and run.attempt <= job.retries:
                 retry = repo.create_run(s, job, "retry", f"run/{run.id}",
                                         parent_run_id=run.parent_run_id,
                                         attempt=run.attempt + 1)
+                # Exponential backoff: the retry waits in the queue until its time comes.
+                retry.created_at = repo.now() + timedelta(
+                    seconds=min(RETRY_BACKOFF_S * 2 ** (run.attempt - 1), 300))
                 retry.reason = f"retry {run.attempt} of {job.retries}"
+                repo.audit(s, "system", "run.create", f"run/{retry.id}", "ok",
+                           f"retry of run/{run.id}")
 
     def _fire_schedules(self) -> None:
         from croniter import croniter
@@ -183,9 +197,7 @@ class Runner:
             jobs = list(s.scalars(select(Job).where(Job.schedule != "", Job.paused.is_(False))))
             for job in jobs:
                 tick = croniter(job.schedule, now).get_prev(datetime)
-                last = job.last_schedule_tick or job.created_at
-                if last.tzinfo is None:
-                    last = last.replace(tzinfo=UTC)
+                last = _aware(job.last_schedule_tick or job.created_at)
                 if tick <= last:
                     continue
                 # Claim the tick with a conditional update, so it fires once even if two
@@ -198,12 +210,16 @@ class Runner:
                     .execution_options(synchronize_session=False)
                 ).rowcount
                 if claimed:
-                    repo.create_run(s, job, "schedule", f"cron {job.schedule}")
+                    run = repo.create_run(s, job, "schedule", f"cron {job.schedule}")
+                    repo.audit(s, "system", "run.create", f"run/{run.id}", "ok",
+                               f"schedule {job.schedule}")
 
     def _launch_queued(self) -> None:
         with self.db.session() as s:
             active = len(repo.runs_in(s, {states.STARTING, states.RUNNING}))
-            queued = repo.runs_in(s, {states.SCHEDULING})
+            due = datetime.now(UTC)
+            queued = [r for r in repo.runs_in(s, {states.SCHEDULING})
+                      if _aware(r.created_at) <= due]
         for run in queued[: max(0, self.max_concurrent - active)]:
             self._launch(run.id)
 
