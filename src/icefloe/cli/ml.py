@@ -180,6 +180,27 @@ def model_alias(ctx: typer.Context,
         success(f"{mv.name}@{alias} -> version {mv.version}")
 
 
+@model_app.command("build")
+def model_build(ctx: typer.Context,
+                ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
+                as_json: bool = JSON) -> None:
+    """Build a serving artifact of a model version (self-tested against Spark)."""
+    from icefloe.serving.builds import READY, build_json, create_build
+    from icefloe.store.db import Database
+
+    settings = state(ctx).settings
+    db = Database(settings.resolved_platform_db_url)
+    build = create_build(db, settings, ref, "cli")
+    if as_json:
+        print_json(build_json(build))
+    elif build.status == READY:
+        success(f"build {build.id} of {build.model_name}/{build.model_version} is ready "
+                f"(self-test parity {build.parity:.1e}, checksum {build.checksum[:12]})")
+    if build.status != READY:
+        err_console.print(f"[red]build {build.id} failed:[/red] {build.reason}")
+        raise typer.Exit(7)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ML commands to the root app."""
     app.command("train")(train)

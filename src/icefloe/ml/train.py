@@ -26,6 +26,7 @@ from icefloe.ml.evaluation import evaluate, save_curves
 from icefloe.ml.onnx import OnnxScorer, compile_onnx, parity
 from icefloe.ml.pipelines import LABEL, PROBABILITY, build_pipeline, prepare, split
 from icefloe.ml.spec import FeatureSet, TrainSpec, resolve_features
+from icefloe.records import jsonable
 from icefloe.registry.lineage import LINEAGE_ARTIFACT, TAG_PREFIX, Lineage
 from icefloe.registry.store import ModelRegistry
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 PARITY_LIMIT = 1e-5
+PARITY_SAMPLES = 200
+PARITY_SAMPLES_ARTIFACT = "parity_samples.json"
 StepCallback = Callable[[str], None]
 
 
@@ -227,6 +230,11 @@ def train(
                    "rows_null_category": float(prepared.null_category_rows)}
         with timer.step("mlflow log"):
             mlflow.log_metrics(metrics)
+            # Test rows with Spark's probabilities, for the self-test of every later build.
+            head = scored[list(features.all)].head(PARITY_SAMPLES)
+            mlflow.log_dict({"rows": jsonable(head.to_dict(orient="records")),
+                             "spark_probability": spark_probs[:len(head)].tolist()},
+                            PARITY_SAMPLES_ARTIFACT)
             mlflow.log_dict({"matrix": ev.confusion_matrix(), "rows": ["actual 0", "actual 1"],
                              "columns": ["predicted 0", "predicted 1"]},
                             "confusion_matrix.json")

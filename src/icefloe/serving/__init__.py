@@ -1,0 +1,1 @@
+"""Serving: build input schemas and request validation, model scoring for endpoints."""

@@ -1,0 +1,176 @@
+"""Builds: a model version turned into an immutable, self-contained serving artifact.
+
+A build folder holds ``model.onnx``, ``schema.json`` (field names, kinds, categories) and
+``manifest.json`` (model, version, lineage, checksum). Before a build is READY it scores the
+test rows recorded at training and must match Spark's probabilities within 1e-5; a build
+that fails anything is BUILD_FAILED with the reason and leaves no artifact behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from icefloe.config import Settings
+from icefloe.errors import IcefloeError, NotFoundError, ParityError
+from icefloe.ml.onnx import OnnxScorer, parity
+from icefloe.ml.spec import FeatureSet
+from icefloe.ml.train import PARITY_LIMIT, PARITY_SAMPLES_ARTIFACT
+from icefloe.registry.lineage import Lineage
+from icefloe.registry.store import ModelRegistry
+from icefloe.serving.schema import FieldSpec, InputSchema, validate_record
+from icefloe.store import repo
+from icefloe.store.db import Database
+from icefloe.store.models import Build
+
+BUILDING, READY, FAILED = "BUILDING", "BUILD_READY", "BUILD_FAILED"
+
+
+def schema_from_onnx(model_bytes: bytes, lineage: Lineage) -> InputSchema:
+    """Input schema of a compiled model: numbers and strings, with the training categories."""
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    levels: dict[str, tuple[str, ...]] = {}
+    for node in model.graph.node:
+        if node.op_type == "LabelEncoder" and node.input:
+            keys = next((a for a in node.attribute if a.name == "keys_strings"), None)
+            if keys is not None:
+                levels[node.input[0]] = tuple(k.decode() for k in keys.strings)
+    fields = [FieldSpec(n, "number", nullable=lineage.nulls == "impute")
+              for n in lineage.numeric_features]
+    fields += [FieldSpec(n, "string", levels.get(n, ()), nullable=True)
+               for n in lineage.categorical_features]
+    return InputSchema(tuple(fields))
+
+
+def checksum(folder: Path) -> str:
+    """SHA-256 over the model and schema files of a build."""
+    digest = hashlib.sha256()
+    for name in ("model.onnx", "schema.json"):
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _self_test(registry: ModelRegistry, run_id: str, scorer: OnnxScorer,
+               features: FeatureSet) -> float:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=PARITY_SAMPLES_ARTIFACT, dst_path=tmp)
+        except Exception as exc:
+            raise ParityError(
+                "the model has no recorded test rows to self-test against; retrain it") from exc
+        samples = json.loads(Path(path).read_text())
+    rows = samples["rows"]
+    columns = {c: [r.get(c) for r in rows] for c in features.all}
+    return parity(samples["spark_probability"], scorer.probabilities(columns))
+
+
+def create_build(db: Database, settings: Settings, ref: str, created_by: str = "") -> Build:
+    """Build a model version; returns the build row (READY or BUILD_FAILED, never half-made)."""
+    registry = ModelRegistry(settings)
+    mv, onnx_bytes = registry.onnx_bytes(ref)
+    lineage = registry.lineage(f"{mv.name}/{mv.version}")
+    with db.session() as s:
+        build = Build(id=repo.new_id(), model_name=mv.name, model_version=int(mv.version),
+                      status=BUILDING, reason="", path="", checksum="", input_schema={},
+                      created_by=created_by, created_at=repo.now())
+        s.add(build)
+        build_id = build.id
+    root = settings.home.resolve() / "builds"
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{build_id}-", dir=root))
+    try:
+        schema = schema_from_onnx(onnx_bytes, lineage)
+        features = FeatureSet(tuple(lineage.numeric_features),
+                              tuple(lineage.categorical_features))
+        scorer = OnnxScorer(onnx_bytes, features)
+        diff = _self_test(registry, lineage.run_id, scorer, features)
+        if not diff <= PARITY_LIMIT:
+            raise ParityError(f"self-test: ONNX differs from the recorded Spark probabilities "
+                              f"by {diff:.3g} (limit {PARITY_LIMIT:g})")
+        (staging / "model.onnx").write_bytes(onnx_bytes)
+        (staging / "schema.json").write_text(json.dumps(schema.to_dict(), indent=2))
+        digest = checksum(staging)
+        (staging / "manifest.json").write_text(json.dumps(
+            {"build": build_id, "model": mv.name, "version": int(mv.version),
+             "checksum": digest, "parity": diff, "lineage": lineage.to_dict()}, indent=2))
+        final = root / build_id
+        staging.rename(final)  # the artifact appears whole or not at all
+    except IcefloeError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        with db.session() as s:
+            failed = s.get(Build, build_id)
+            assert failed is not None
+            failed.status, failed.reason = FAILED, exc.message
+            repo.audit(s, created_by or "system", "build.create", f"build/{build_id}", "failed",
+                       exc.message)
+        return _get(db, build_id)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        with db.session() as s:
+            row = s.get(Build, build_id)
+            if row is not None:
+                row.status, row.reason = FAILED, "the build crashed; see the server log"
+        raise
+    with db.session() as s:
+        row = s.get(Build, build_id)
+        assert row is not None
+        row.status, row.path, row.checksum = READY, str(final), digest
+        row.input_schema, row.parity = schema.to_dict(), diff
+        repo.audit(s, created_by or "system", "build.create", f"build/{build_id}", "ok",
+                   f"{mv.name}/{mv.version}")
+    return _get(db, build_id)
+
+
+def _get(db: Database, build_id: str) -> Build:
+    with db.session() as s:
+        build = s.get(Build, build_id)
+        if build is None:
+            raise NotFoundError(f"build {build_id!r} does not exist")
+        return build
+
+
+def build_json(build: Build) -> dict[str, Any]:
+    """A build as plain data."""
+    return {"id": build.id, "model": build.model_name, "model_version": build.model_version,
+            "status": build.status, "reason": build.reason, "checksum": build.checksum,
+            "parity": build.parity, "input_schema": build.input_schema,
+            "created_at": build.created_at.isoformat() if build.created_at else None}
+
+
+@dataclass
+class BuildScorer:
+    """Scores validated records with a READY build's files (checksum verified on load)."""
+
+    build_id: str
+    schema: InputSchema
+    scorer: OnnxScorer
+
+    @classmethod
+    def load(cls, folder: Path) -> BuildScorer:
+        """Load a build folder, refusing one whose files do not match the manifest."""
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if checksum(folder) != manifest["checksum"]:
+            raise ParityError(f"build {manifest['build']} files do not match their checksum")
+        schema = InputSchema.from_dict(json.loads((folder / "schema.json").read_text()))
+        features = FeatureSet(tuple(f.name for f in schema.fields if f.kind == "number"),
+                              tuple(f.name for f in schema.fields if f.kind == "string"))
+        return cls(manifest["build"], schema,
+                   OnnxScorer((folder / "model.onnx").read_bytes(), features))
+
+    def predict(self, records: list[Any]) -> list[dict[str, Any]]:
+        """Validate every record first, then score them all; 0/1 prediction and probability."""
+        clean = [validate_record(self.schema, r, f"record {i}" if len(records) > 1 else
+                                 "request") for i, r in enumerate(records)]
+        columns = {f.name: [c[f.name] for c in clean] for f in self.schema.fields}
+        probs = self.scorer.probabilities(columns)
+        return [{"prediction": int(p >= 0.5), "probability": float(p)} for p in probs]

@@ -1,0 +1,76 @@
+"""Builds of trained models: self-test, schema, checksum, scoring, and failure leaves nothing."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import icefloe.serving.builds as builds
+from icefloe.config import Settings
+from icefloe.demo.loans import generate_loans
+from icefloe.errors import InvalidInputError, ParityError
+from icefloe.lakehouse import Lakehouse
+from icefloe.ml.scoring import score_table
+from icefloe.ml.spec import LabelSpec, TrainSpec
+from icefloe.ml.train import train
+from icefloe.serving.builds import BuildScorer, create_build
+from icefloe.store.db import Database
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture
+def trained(spark, settings: Settings) -> Settings:
+    lh = Lakehouse(settings)
+    lh.write("lending.loans", generate_loans(1500, 2, bad_batch=True), "create")
+    train(TrainSpec(table="lending.loans", label=LabelSpec("loan_status",
+                                                           ("Charged Off", "Default")),
+                    model_name="loan-default", pipeline="categorical"), settings, spark=spark)
+    return settings
+
+
+def test_build_is_ready_self_tested_and_scores_like_batch_scoring(trained: Settings) -> None:
+    db = Database(trained.resolved_platform_db_url)
+    build = create_build(db, trained, "loan-default/1", "alice")
+    assert build.status == "BUILD_READY" and build.parity <= 1e-5
+    folder = Path(build.path)
+    assert {p.name for p in folder.iterdir()} == {"model.onnx", "schema.json", "manifest.json"}
+    fields = {f["name"]: f for f in build.input_schema["fields"]}
+    assert fields["home_ownership"]["kind"] == "string"
+    assert set(fields["home_ownership"]["levels"]) == {"MORTGAGE", "RENT", "OWN", "OTHER"}
+    assert fields["annual_inc"]["kind"] == "number"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["checksum"] == build.checksum and manifest["lineage"]["table"] == \
+        "lending.loans"
+
+    scorer = BuildScorer.load(folder)
+    names = [f["name"] for f in build.input_schema["fields"]]
+    numbers = [f["name"] for f in build.input_schema["fields"] if f["kind"] == "number"]
+    rows = Lakehouse(trained).read("lending.loans").to_pylist()
+    complete = [i for i, r in enumerate(rows) if all(r[n] is not None for n in numbers)][:20]
+    records = [{n: rows[i][n] for n in names} for i in complete]
+    served = scorer.predict(records)
+    score_table("loan-default/1", "lending.loans", "lending.scores", settings=trained)
+    batch = Lakehouse(trained).read("lending.scores").column("probability").to_pylist()
+    assert [s["probability"] for s in served] == pytest.approx(
+        [batch[i] for i in complete], abs=1e-9)
+    with_null = next(i for i, r in enumerate(rows) if r["emp_length"] is None)
+    with pytest.raises(InvalidInputError, match="'emp_length' may not be null"):
+        scorer.predict([{n: rows[with_null][n] for n in names}])
+    unseen = scorer.predict([{**records[0], "home_ownership": "CASTLE"}])[0]
+    assert 0 <= unseen["probability"] <= 1
+    with pytest.raises(InvalidInputError, match="record 1: missing field 'int_rate'"):
+        scorer.predict([records[0], {k: v for k, v in records[1].items() if k != "int_rate"}])
+
+    (folder / "schema.json").write_text((folder / "schema.json").read_text() + " ")
+    with pytest.raises(ParityError, match="checksum"):
+        BuildScorer.load(folder)
+
+
+def test_failed_self_test_leaves_nothing(trained: Settings, monkeypatch) -> None:
+    db = Database(trained.resolved_platform_db_url)
+    monkeypatch.setattr(builds, "PARITY_LIMIT", -1.0)
+    build = create_build(db, trained, "loan-default/1")
+    assert build.status == "BUILD_FAILED" and "self-test" in build.reason
+    assert build.path == "" and not any(
+        (trained.home / "builds").iterdir())
