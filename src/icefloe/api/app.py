@@ -302,6 +302,9 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
                                 "detail": e.detail} for e in rows],
                     "next_page_token": token}
 
+    from icefloe.api.models import add_model_routes
+
+    add_model_routes(app, router, database, settings)
     app.include_router(router)
     app.add_middleware(ApiKeyMiddleware, db=database)
     return app

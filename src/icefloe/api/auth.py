@@ -14,6 +14,7 @@ from icefloe.store import repo
 from icefloe.store.db import Database
 
 PUBLIC_PATHS = frozenset({"/api/v2/health"})
+MODEL_PATHS = frozenset({"/model", "/model/batch"})
 WRITE_ROLES = frozenset({"admin", "editor"})
 UNAUTHORIZED = {"error": {"type": "Unauthorized", "message": "missing or invalid API key"}}
 FORBIDDEN = {"error": {"type": "Forbidden", "message": "this key's role may not do that"}}
@@ -54,6 +55,12 @@ class ApiKeyMiddleware:
         if scheme.lower() == "bearer" and token.strip():
             with self.db.session() as s:
                 principal = repo.verify_api_key(s, token.strip())
+        if scope["path"] in MODEL_PATHS:
+            # Model calls: any valid key (viewers too); the route decides whether the
+            # deployment may be called without one.
+            scope["icefloe.principal"] = principal
+            await self.app(scope, receive, send)
+            return
         if principal is None:
             await _send_json(send, 401, UNAUTHORIZED)
             return

@@ -137,3 +137,38 @@ class Build(Base):
     parity: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_by: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Deployment(Base):
+    """A build served behind an access key."""
+
+    __tablename__ = "deployments"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    build_id: Mapped[str] = mapped_column(ForeignKey("builds.id"))
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[int] = mapped_column(Integer)
+    access_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    auth_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    replicas: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Prediction(Base):
+    """One answered prediction, with any ground truth that arrived later."""
+
+    __tablename__ = "predictions"
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(String(36))
+    build_id: Mapped[str] = mapped_column(String(36))
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[int] = mapped_column(Integer)
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+    caller: Mapped[str] = mapped_column(String(255), default="")
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    delayed_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
