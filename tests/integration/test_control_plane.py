@@ -98,6 +98,15 @@ class ControlPlane:
             time.sleep(0.2)
         raise AssertionError(f"run {run} did not end: {body}")
 
+    def wait_running(self, project: str, job: str, run: str, timeout: float = 30) -> None:
+        """Wait until the run's process is up (and has had a moment to print)."""
+        deadline = time.monotonic() + timeout
+        while self.client.get(f"/projects/{project}/jobs/{job}/runs/{run}").json()[
+                "status"] != "ENGINE_RUNNING":
+            assert time.monotonic() < deadline, f"run {run} did not start"
+            time.sleep(0.1)
+        time.sleep(0.5)
+
     def wait_for_run_of(self, project: str, job: str, timeout: float = 30) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -169,12 +178,7 @@ def test_timeout_and_stop_kill_the_whole_group(cp: ControlPlane) -> None:
 
     held = cp.job(p, "held", "sleepy.py")
     run2 = cp.run(p, held)
-    deadline = time.monotonic() + 30
-    while cp.client.get(f"/projects/{p}/jobs/{held}/runs/{run2}").json()["status"] != \
-            "ENGINE_RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(0.5)
+    cp.wait_running(p, held, run2)
     stopped = cp.client.post(f"/projects/{p}/jobs/{held}/runs/{run2}:stop").json()
     assert stopped["status"] == "ENGINE_STOPPED"
 
@@ -184,12 +188,7 @@ def test_sigkill_during_a_run_then_restart(cp: ControlPlane) -> None:
     slow = cp.job(p, "slow", "sleepy.py")
     after = cp.job(p, "after", "ok.py", parent_job_id=slow)
     run = cp.run(p, slow)
-    deadline = time.monotonic() + 30
-    while cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}").json()["status"] != \
-            "ENGINE_RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(0.5)
+    cp.wait_running(p, slow, run)
     cp.stop(signal.SIGKILL)
     cp.start()
     body = cp.wait(p, slow, run, timeout=10)
@@ -307,12 +306,7 @@ def test_sigterm_stops_running_jobs(cp: ControlPlane) -> None:
     p = cp.project()
     slow = cp.job(p, "slow", "sleepy.py")
     run = cp.run(p, slow)
-    deadline = time.monotonic() + 30
-    while cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}").json()["status"] != \
-            "ENGINE_RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(0.5)
+    cp.wait_running(p, slow, run)
     log = cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}/logs").json()["content"]
     child = int(log.split("child ")[1].split()[0])
     cp.stop(signal.SIGTERM)
