@@ -193,3 +193,52 @@ class Client:
     def audit(self) -> list[dict[str, Any]]:
         """Audit events, newest first (admin only)."""
         return list(self._pages("/audit", "events", {}))
+
+    # -- models: builds, deployments, predictions, metrics (CML names) ---------------------
+
+    def build_model(self, model: str) -> dict[str, Any]:
+        """Build ``NAME/VERSION`` or ``NAME@ALIAS``; the result says BUILD_READY or why not."""
+        return self._call("POST", "/models/builds", json={"model": model})
+
+    def deploy(self, build_id: str, *, auth_enabled: bool = True,
+               replicas: int = 1) -> dict[str, Any]:
+        """Deploy a READY build; the answer holds ``access_key`` and ``endpoint``."""
+        return self._call("POST", "/models/deployments", json={
+            "build_id": build_id, "auth_enabled": auth_enabled, "replicas": replicas})
+
+    def list_deployments(self) -> list[dict[str, Any]]:
+        """Deployments, newest first."""
+        return self._call("GET", "/models/deployments")["deployments"]
+
+    def stop_deployment(self, deployment_id: str) -> dict[str, Any]:
+        """Stop serving a deployment."""
+        return self._call("POST", f"/models/deployments/{deployment_id}:stop")
+
+    def call_model(self, access_key: str, ipt: dict[str, Any],
+                   api_key: str | None = None) -> dict[str, Any]:
+        """Score one record (CML ``call_model``): ``{"success": ..., "response": {...}}``."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        try:
+            response = self._http.post(f"{self.url}/model", headers=headers,
+                                       json={"accessKey": access_key, "request": ipt})
+        except httpx.TransportError as exc:
+            raise RemoteError(f"cannot reach the control plane at {self.url}: {exc}") from exc
+        body = response.json()
+        if response.status_code >= 400:
+            message = body.get("error", {}).get("message", response.text[:200])
+            raise _BY_STATUS.get(response.status_code, RemoteError)(message)
+        return body
+
+    def track_delayed_metrics(self, metrics: dict[str, Any],
+                              prediction_uuid: str) -> dict[str, Any]:
+        """Attach ground truth to a prediction (CML ``track_delayed_metrics``)."""
+        return self._call("POST", "/metrics/delayed",
+                          json={"prediction_uuid": prediction_uuid, "metrics": metrics})
+
+    def read_metrics(self, model_deployment_crn: str, start_timestamp_ms: int = 0,
+                     end_timestamp_ms: int | None = None) -> dict[str, Any]:
+        """Predictions of a deployment in a window, joined to their delayed metrics."""
+        params = {"model_deployment_crn": model_deployment_crn,
+                  "start_timestamp_ms": start_timestamp_ms,
+                  "end_timestamp_ms": end_timestamp_ms or int(time.time() * 1000) + 1}
+        return self._call("GET", "/metrics", params=params)

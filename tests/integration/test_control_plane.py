@@ -316,3 +316,46 @@ def test_sigterm_stops_running_jobs(cp: ControlPlane) -> None:
     cp.start()
     body = cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}").json()
     assert body["status"] == "ENGINE_STOPPED" and "shut down" in body["reason"]
+
+
+@pytest.mark.spark
+def test_deploy_predict_and_metrics_from_cli_and_sdk(cp: ControlPlane, spark) -> None:
+    from icefloe.client import Client
+    from icefloe.config import load_settings
+    from icefloe.demo.loans import NUMERIC_FEATURES, generate_loans
+    from icefloe.lakehouse import Lakehouse
+    from icefloe.ml.spec import LabelSpec, TrainSpec
+    from icefloe.ml.train import train
+
+    settings = load_settings(env={}, home=cp.home)
+    Lakehouse(settings).write("lending.loans", generate_loans(1200, 8), "create")
+    train(TrainSpec(table="lending.loans", label=LabelSpec(
+        "loan_status", ("Charged Off", "Default")), model_name="loan-default"), settings,
+        spark=spark)
+    env = {"ICEFLOE_URL": cp.url.removesuffix("/api/v2"), "ICEFLOE_API_KEY": cp.key}
+    dep = json.loads(run_cli(["model", "deploy", "loan-default/1", "--json"], cp.home, env=env,
+                             check=True).stdout)
+    assert dep["endpoint"].endswith("/model") and dep["access_key"].startswith("m")
+    record = {name: 1.0 for name in NUMERIC_FEATURES}
+    out = run_cli(["predict", "--access-key", dep["access_key"], "--data", json.dumps(record)],
+                  cp.home, env=env, check=True)
+    first = json.loads(out.stdout)["response"]
+    with Client(env["ICEFLOE_URL"], cp.key) as client:
+        answer = client.call_model(dep["access_key"], record)["response"]
+        assert answer["probability"] == pytest.approx(first["probability"])
+        client.track_delayed_metrics({"final_label": 1}, answer["uuid"])
+        deadline = time.monotonic() + 10
+        while True:
+            rows = client.read_metrics(dep["id"])["metrics"]
+            if len(rows) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert {r["predictionUuid"] for r in rows} == {first["uuid"], answer["uuid"]}
+    truth = next(r for r in rows if r["predictionUuid"] == answer["uuid"])
+    assert truth["metrics"]["final_label"] == 1
+    listed = json.loads(run_cli(["deployments", "--json"], cp.home, env=env, check=True).stdout)
+    assert [d["id"] for d in listed] == [dep["id"]]
+    run_cli(["deployment", "stop", dep["id"]], cp.home, env=env, check=True)
+    gone = run_cli(["predict", "--access-key", dep["access_key"], "--data", json.dumps(record)],
+                   cp.home, env=env)
+    assert gone.returncode == 9

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from icefloe.config import Settings
-from icefloe.errors import AuthError, IcefloeError, InvalidInputError
+from icefloe.errors import AuthError, IcefloeError, InvalidInputError, NotFoundError
 from icefloe.serving.builds import build_json, create_build
 from icefloe.serving.deployments import (
     ModelServer,
@@ -92,7 +92,12 @@ def add_model_routes(app: FastAPI, router: APIRouter, db: Database, settings: Se
 
     @router.post("/metrics/delayed")
     def delayed(body: DelayedIn) -> dict[str, Any]:
-        return track_delayed_metrics(db, body.prediction_uuid, body.metrics)
+        try:
+            return track_delayed_metrics(db, body.prediction_uuid, body.metrics)
+        except NotFoundError:
+            # The prediction may still be on its way to the DB: write the queue, look again.
+            predictions.flush()
+            return track_delayed_metrics(db, body.prediction_uuid, body.metrics)
 
     @router.get("/metrics")
     def metrics(model_deployment_crn: str, start_timestamp_ms: int = 0,

@@ -17,6 +17,7 @@ from icefloe.cli import data as data_cli
 from icefloe.cli import jobs as jobs_cli
 from icefloe.cli import ml as ml_cli
 from icefloe.cli import server as server_cli
+from icefloe.cli import serving as serving_cli
 from icefloe.cli import system as system_cli
 from icefloe.cli import table as table_cli
 from icefloe.cli.output import err_console
@@ -49,6 +50,7 @@ system_cli.register(app)
 ml_cli.register(app)
 server_cli.register(app)
 jobs_cli.register(app)
+serving_cli.register(app, ml_cli.model_app)
 
 
 def main(argv: list[str] | None = None) -> None:

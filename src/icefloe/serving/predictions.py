@@ -54,6 +54,8 @@ class PredictionLog:
                     break
             if batch:
                 self._write(batch)
+            for _ in range(len(batch) + (1 if stopping else 0)):
+                self._queue.task_done()
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         for attempt in range(5):
@@ -65,6 +67,10 @@ class PredictionLog:
                 log.exception("writing %d predictions failed (attempt %d)", len(batch),
                               attempt + 1)
                 threading.Event().wait(0.2 * (attempt + 1))
+
+    def flush(self) -> None:
+        """Block until everything queued so far is written."""
+        self._queue.join()
 
     def close(self) -> None:
         """Write everything queued, then stop the writer."""

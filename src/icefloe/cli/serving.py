@@ -1,0 +1,93 @@
+"""``icefloe model deploy``, ``deployments``, ``deployment stop``, ``predict``, ``metrics read``.
+
+All through the control plane's API (``--url``/``$ICEFLOE_URL``,
+``--api-key``/``$ICEFLOE_API_KEY``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from icefloe.cli.jobs import JSON, KEY, URL
+from icefloe.cli.output import err_console, print_json, print_rows, success
+from icefloe.client import Client
+from icefloe.errors import InvalidInputError
+
+deployment_app = typer.Typer(help="Model deployments.", no_args_is_help=True)
+metrics_app = typer.Typer(help="Prediction metrics (CML names).", no_args_is_help=True)
+
+
+def deploy(ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
+           no_auth: bool = typer.Option(False, "--no-auth",
+                                        help="Serve without API keys (access key only)."),
+           replicas: int = typer.Option(1, "--replicas"),
+           url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+    """Build and deploy a model version; prints the deployment id, access key and endpoint."""
+    with Client(url, api_key) as client:
+        build = client.build_model(ref)
+        if build["status"] != "BUILD_READY":
+            err_console.print(f"[red]build failed:[/red] {build['reason']}")
+            raise typer.Exit(7)
+        dep = client.deploy(build["id"], auth_enabled=not no_auth, replicas=replicas)
+    if as_json:
+        print_json(dep)
+    else:
+        success(f"deployed {ref} as {dep['id']} at {dep['endpoint']}")
+        print(f"access key (shown once): {dep['access_key']}")
+
+
+@deployment_app.command("list")
+def deployments(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+    """List deployments."""
+    with Client(url, api_key) as client:
+        rows = client.list_deployments()
+    if as_json:
+        print_json(rows)
+    else:
+        print_rows(rows, ["id", "model", "model_version", "status", "auth_enabled",
+                          "created_at"])
+
+
+@deployment_app.command("stop")
+def deployment_stop(deployment_id: str, url: str | None = URL, api_key: str | None = KEY,
+                    as_json: bool = JSON) -> None:
+    """Stop serving a deployment."""
+    with Client(url, api_key) as client:
+        dep = client.stop_deployment(deployment_id)
+    if as_json:
+        print_json(dep)
+    else:
+        success(f"deployment {dep['id']}: {dep['status']}")
+
+
+def predict(access_key: str = typer.Option(..., "--access-key"),
+            data: str = typer.Option(..., "--data", help="The record as a JSON object."),
+            url: str | None = URL, api_key: str | None = KEY) -> None:
+    """Call a deployed model once (CML call_model) and print its answer as JSON."""
+    try:
+        record = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--data is not JSON: {exc.msg}") from exc
+    with Client(url, api_key) as client:
+        print_json(client.call_model(access_key, record))  # the client's key is sent
+
+
+@metrics_app.command("read")
+def metrics_read(deployment: str = typer.Option(..., "--deployment"),
+                 start: int = typer.Option(0, "--start", help="Start, epoch ms."),
+                 end: int | None = typer.Option(None, "--end", help="End, epoch ms."),
+                 url: str | None = URL, api_key: str | None = KEY) -> None:
+    """Print read_metrics for a deployment as JSON."""
+    with Client(url, api_key) as client:
+        print_json(client.read_metrics(deployment, start, end))
+
+
+def register(app: typer.Typer, model_app: typer.Typer) -> None:
+    """Add the serving commands."""
+    model_app.command("deploy")(deploy)
+    app.add_typer(deployment_app, name="deployment")
+    app.command("deployments")(deployments)
+    app.command("predict")(predict)
+    app.add_typer(metrics_app, name="metrics")
