@@ -263,6 +263,9 @@ def test_errors_have_one_shape(cp: ControlPlane) -> None:
     assert r.status_code == 409 and "cycle" in r.json()["error"]["message"]
     r = cp.client.post("/projects", json={"name": "demo"})
     assert r.status_code == 409
+    r = cp.client.post("/projects", json={"name": "ghost", "path": "/no/such/folder"})
+    assert r.status_code == 422 and "not a folder" in r.json()["error"]["message"]
+    assert cp.client.get("/projects", params={"search": "ghost"}).json()["projects"] == []
 
 
 def test_sdk_and_cli(cp: ControlPlane, tmp_path: Path) -> None:

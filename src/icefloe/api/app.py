@@ -171,11 +171,10 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
 
         path = Path(body.path) if body.path else settings.home.resolve() / "projects" / body.name
         with database.session() as s:
-            repo.create_project(s, body.name, str(path), body.description)  # validates name
-            if body.path and not path.is_dir():
+            project = repo.create_project(s, body.name, str(path), body.description)
+            if body.path and not path.is_dir():  # raising here rolls the project back
                 raise InvalidInputError(f"project path {body.path!r} is not a folder")
             path.mkdir(parents=True, exist_ok=True)
-            project = s.scalars(repo.select(Project).where(Project.name == body.name)).one()
             repo.audit(s, _actor(request), "project.create", f"project/{project.id}", "ok")
             return project_json(project)
 

@@ -11,7 +11,7 @@ import time
 
 import typer
 
-from icefloe.cli.output import console, err_console, print_json, print_rows, success
+from icefloe.cli.output import err_console, print_json, print_rows, success
 from icefloe.client import TERMINAL, Client
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
@@ -161,10 +161,10 @@ def job_stop(job: str, run: str = typer.Option(..., "--run"),
         result = client.stop_run(pid, client.job(pid, job)["id"], run)
     if as_json:
         print_json(result)
+    elif result["status"] == "ENGINE_STOPPED":
+        success(f"run {run}: stopped")
     else:
-        (success if result["status"] == "ENGINE_STOPPED" else err_console.print)(
-            f"run {run}: {result['status']}")
-    console.file.flush()
+        err_console.print(f"run {run} had already ended: {result['status']}")
 
 
 def register(app: typer.Typer) -> None:

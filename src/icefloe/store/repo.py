@@ -18,8 +18,6 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import func, select
-
-__all__ = ["select"]  # re-exported for callers that query models directly
 from sqlalchemy.orm import Session
 
 from icefloe.errors import ConflictError, InvalidInputError, NotFoundError
