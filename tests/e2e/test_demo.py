@@ -23,6 +23,7 @@ def test_demo_runs_the_data_story_twice(tmp_path) -> None:
         "reproduced 2,000 rows; fingerprint matches the training data",
         "LoadBatch: ENGINE_SUCCEEDED",
         "TrainModel (started by LoadBatch's success): ENGINE_SUCCEEDED",
+        "read_metrics: 5 predictions, 5 with ground truth",
     ):
         assert expected in out, expected
     assert "Traceback" not in first.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -246,9 +247,39 @@ def _run_job_chain(settings: Settings) -> None:
                 console.print(f"TrainModel (started by LoadBatch's success): {done['status']}")
                 tail = client.run_logs(pid, train_job, child["id"])["content"].strip()
                 console.print("\n".join(tail.splitlines()[-4:]), markup=False)
+            _step(11, "Serve the newest version: build, deploy, call, send ground truth")
+            _serve(client, settings)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         with db.session() as s:
             repo.revoke_api_key(s, demo_key_id)  # the demo's key lives only as long as it runs
         db.dispose()
+
+
+def _serve(client: Any, settings: Settings) -> None:
+    """Build and deploy the newest version, call it, send ground truth, read the metrics."""
+    latest = ModelRegistry(settings).versions(MODEL)[-1]["version"]
+    ref = f"{MODEL}/{latest}"
+    _cmd(f"icefloe model deploy {ref}")
+    build = client.build_model(ref)
+    console.print(f"build {build['id']}: {build['status']} (self-test parity "
+                  f"{build['parity']:.1e})" if build["status"] == "BUILD_READY"
+                  else f"build failed: {build['reason']}", markup=False)
+    if build["status"] != "BUILD_READY":
+        return
+    dep = client.deploy(build["id"])
+    console.print(f"deployment {dep['id']} answers at {dep['endpoint']}")
+    fields = [f["name"] for f in build["input_schema"]["fields"]]
+    numbers = {f["name"] for f in build["input_schema"]["fields"] if f["kind"] == "number"}
+    rows = [r for r in Lakehouse(settings).read(TABLE, limit=200).to_pylist()
+            if all(r[n] is not None for n in numbers)][:5]
+    for row in rows:
+        answer = client.call_model(dep["access_key"], {f: row[f] for f in fields})["response"]
+        truth = int(row[LABEL_COLUMN] in POSITIVE_STATUSES)
+        client.track_delayed_metrics({"final_label": truth}, answer["uuid"])
+        console.print(f"  uuid {answer['uuid']}  probability {answer['probability']:.3f}  "
+                      f"prediction {answer['prediction']}  truth {truth}")
+    metrics = client.read_metrics(dep["id"])["metrics"]
+    joined = sum("final_label" in m["metrics"] for m in metrics)
+    console.print(f"read_metrics: {len(metrics)} predictions, {joined} with ground truth")
