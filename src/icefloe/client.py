@@ -16,6 +16,7 @@ import httpx
 from icefloe.errors import (
     AuthError,
     ConflictError,
+    ForbiddenError,
     IcefloeError,
     InvalidInputError,
     NotFoundError,
@@ -25,7 +26,7 @@ from icefloe.errors import (
 DEFAULT_URL = "http://127.0.0.1:8080"
 TERMINAL = frozenset({"ENGINE_SUCCEEDED", "ENGINE_FAILED", "ENGINE_STOPPED", "ENGINE_TIMEDOUT"})
 _BY_STATUS: dict[int, type[IcefloeError]] = {
-    401: AuthError, 403: AuthError, 404: NotFoundError, 409: ConflictError,
+    401: AuthError, 403: ForbiddenError, 404: NotFoundError, 409: ConflictError,
     422: InvalidInputError, 400: InvalidInputError,
 }
 
@@ -218,16 +219,9 @@ class Client:
                    api_key: str | None = None) -> dict[str, Any]:
         """Score one record (CML ``call_model``): ``{"success": ..., "response": {...}}``."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-        try:
-            response = self._http.post(f"{self.url}/model", headers=headers,
-                                       json={"accessKey": access_key, "request": ipt})
-        except httpx.TransportError as exc:
-            raise RemoteError(f"cannot reach the control plane at {self.url}: {exc}") from exc
-        body = response.json()
-        if response.status_code >= 400:
-            message = body.get("error", {}).get("message", response.text[:200])
-            raise _BY_STATUS.get(response.status_code, RemoteError)(message)
-        return body
+        # /model lives at the server root, outside /api/v2: an absolute URL overrides the base.
+        return self._call("POST", f"{self.url}/model", headers=headers,
+                          json={"accessKey": access_key, "request": ipt})
 
     def track_delayed_metrics(self, metrics: dict[str, Any],
                               prediction_uuid: str) -> dict[str, Any]:

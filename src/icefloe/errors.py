@@ -108,6 +108,12 @@ class AuthError(IcefloeError):
     exit_code = 9
 
 
+class ForbiddenError(AuthError):
+    """A valid key whose role may not do this."""
+
+    http_status = 403
+
+
 class RemoteError(IcefloeError):
     """The control plane answered with an error this client does not know."""
 

@@ -16,9 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from icefloe.api.auth import ApiKeyMiddleware
+from icefloe.api.auth import ApiKeyMiddleware, actor
 from icefloe.config import Settings
-from icefloe.errors import IcefloeError, InvalidInputError
+from icefloe.errors import ForbiddenError, IcefloeError, InvalidInputError
 from icefloe.jobs.runner import Runner
 from icefloe.store import repo
 from icefloe.store.db import Database
@@ -109,8 +109,7 @@ class KeyIn(BaseModel):
 
 
 def _actor(request: Request) -> str:
-    principal = request.scope.get("icefloe.principal")
-    return principal.user if principal else "anonymous"
+    return actor(request.scope)
 
 
 def create_app(settings: Settings, *, db: Database | None = None, runner: Runner | None = None,
@@ -309,12 +308,7 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     return app
 
 
-class _Forbidden(IcefloeError):
-    http_status = 403
-    exit_code = 8
-
-
 def _require_admin(request: Request) -> None:
     principal = request.scope.get("icefloe.principal")
     if principal is None or principal.role != "admin":
-        raise _Forbidden("this key's role may not do that")
+        raise ForbiddenError("this key's role may not do that")

@@ -72,3 +72,9 @@ class ApiKeyMiddleware:
             return
         scope["icefloe.principal"] = principal
         await self.app(scope, receive, send)
+
+
+def actor(scope: Scope) -> str:
+    """Who a request acts as, for audit events and run triggers."""
+    principal = scope.get("icefloe.principal")
+    return principal.user if principal else "anonymous"

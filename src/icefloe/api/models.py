@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from icefloe.api.auth import actor
 from icefloe.config import Settings
 from icefloe.errors import AuthError, IcefloeError, InvalidInputError, NotFoundError
 from icefloe.serving.builds import build_json, create_build
@@ -52,8 +53,7 @@ class DelayedIn(BaseModel):
 
 
 def _actor(request: Request) -> str:
-    principal = request.scope.get("icefloe.principal")
-    return principal.user if principal else "anonymous"
+    return actor(request.scope)
 
 
 def add_model_routes(app: FastAPI, router: APIRouter, db: Database, settings: Settings) -> None:
