@@ -119,3 +119,10 @@ class RemoteError(IcefloeError):
 
     http_status = 502
     exit_code = 10
+
+
+class UnavailableError(IcefloeError):
+    """A service is not ready to answer (e.g. no model replica became ready)."""
+
+    http_status = 503
+    exit_code = 11

@@ -13,7 +13,8 @@ from icefloe.lakehouse import Lakehouse
 from icefloe.ml.scoring import score_table
 from icefloe.ml.spec import LabelSpec, TrainSpec
 from icefloe.ml.train import train
-from icefloe.serving.builds import BuildScorer, create_build
+from icefloe.serving.builds import create_build
+from icefloe.serving.scorer import BuildScorer
 from icefloe.store.db import Database
 
 pytestmark = pytest.mark.spark
@@ -52,13 +53,15 @@ def test_build_is_ready_self_tested_and_scores_like_batch_scoring(trained: Setti
     served = scorer.predict(records)
     score_table("loan-default/1", "lending.loans", "lending.scores", settings=trained)
     batch = Lakehouse(trained).read("lending.scores").column("probability").to_pylist()
-    assert [s["probability"] for s in served] == pytest.approx(
+    assert [answer["probability"] for answer, _ in served] == pytest.approx(
         [batch[i] for i in complete], abs=1e-9)
     with_null = next(i for i, r in enumerate(rows) if r["emp_length"] is None)
     with pytest.raises(InvalidInputError, match="'emp_length' may not be null"):
         scorer.predict([{n: rows[with_null][n] for n in names}])
-    unseen = scorer.predict([{**records[0], "home_ownership": "CASTLE"}])[0]
-    assert 0 <= unseen["probability"] <= 1
+    unseen, tracked = scorer.predict([{**records[0], "home_ownership": "CASTLE"}])[0]
+    assert 0 <= unseen["probability"] <= 1 and tracked == {"unseen_categories":
+                                                           ["home_ownership"]}
+    assert served[0][1] == {}
     with pytest.raises(InvalidInputError, match="record 1: missing field 'int_rate'"):
         scorer.predict([records[0], {k: v for k, v in records[1].items() if k != "int_rate"}])
 

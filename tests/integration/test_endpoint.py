@@ -41,6 +41,13 @@ def test_model_endpoint(spark, settings: Settings, tmp_path: Path) -> None:
         _, admin = repo.create_api_key(s, "admin", "admin")
         _, viewer = repo.create_api_key(s, "vic", "viewer")
     app = create_app(settings, db=db, start_runner=False)
+    try:
+        _endpoint_story(app, admin, viewer)
+    finally:
+        app.state.supervisor.close()
+
+
+def _endpoint_story(app, admin: str, viewer: str) -> None:
     auth = {"headers": {"Authorization": f"Bearer {admin}"}}
     build = _call(app, [("POST", "/api/v2/models/builds", {**auth,
                                                           "json": {"model": "loan-default/1"}})])[0]

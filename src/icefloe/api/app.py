@@ -13,13 +13,19 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from icefloe.api.auth import ApiKeyMiddleware, actor
+from icefloe.api.auth import ApiKeyMiddleware, KeyCache, actor
+from icefloe.api.models import add_model_routes, document_model_calls
+from icefloe.api.prometheus import MetricsMiddleware, RequestMetrics
 from icefloe.config import Settings
 from icefloe.errors import ForbiddenError, IcefloeError, InvalidInputError
 from icefloe.jobs.runner import Runner
+from icefloe.serving.deployments import restore
+from icefloe.serving.gateway import ModelGateway
+from icefloe.serving.predictions import PredictionLog
+from icefloe.serving.supervisor import Supervisor
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.models import Job, Project, Run
@@ -125,19 +131,31 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     """
     database = db or Database(settings.resolved_platform_db_url)
     the_runner = runner or Runner(database, settings, api_url=api_url)
+    keys = KeyCache(database)
+    supervisor = Supervisor(settings.home.resolve())
+    predictions = PredictionLog(database)
+    metrics = RequestMetrics()
+    metrics.gauges.append(lambda: serving_gauges(supervisor, predictions))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if start_runner:
             the_runner.start()
+        restore(database, supervisor)
         yield
         if start_runner:
             the_runner.shutdown()
+        supervisor.close()
+        predictions.close()  # every answered prediction is written before we exit
 
     app = FastAPI(title="icefloe", version="2", openapi_url=f"{API}/openapi.json",
                   docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.db = database
     app.state.runner = the_runner
+    app.state.keys = keys
+    app.state.supervisor = supervisor
+    app.state.prediction_log = predictions
+    app.state.metrics = metrics
 
     @app.exception_handler(IcefloeError)
     async def _icefloe_error(_: Request, exc: IcefloeError) -> JSONResponse:
@@ -288,6 +306,7 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
         with database.session() as s:
             repo.revoke_api_key(s, key_id)
             repo.audit(s, _actor(request), "key.revoke", f"key/{key_id}", "ok")
+        keys.clear()
 
     @router.get("/audit")
     def audit_events(request: Request, page_size: int = Query(100),
@@ -300,12 +319,36 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
                                 "detail": e.detail} for e in rows],
                     "next_page_token": token}
 
-    from icefloe.api.models import add_model_routes
-
-    add_model_routes(app, router, database, settings)
+    add_model_routes(router, database, settings, supervisor, predictions)
     app.include_router(router)
-    app.add_middleware(ApiKeyMiddleware, db=database)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return document_model_calls(plain_openapi())
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    # Outermost last: metrics time everything, model calls skip the REST middleware.
+    app.add_middleware(ApiKeyMiddleware, keys=keys)
+    app.add_middleware(ModelGateway, keys=keys, supervisor=supervisor, predictions=predictions)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def serving_gauges(supervisor: Supervisor, predictions: PredictionLog) -> list[str]:
+    """Prometheus gauges: ready replicas per deployment, predictions waiting to be written."""
+    lines = ["# HELP icefloe_model_replicas_ready Replicas taking traffic.",
+             "# TYPE icefloe_model_replicas_ready gauge"]
+    for dep_id, ready in sorted(supervisor.ready_counts().items()):
+        lines.append(f'icefloe_model_replicas_ready{{deployment="{dep_id}"}} {ready}')
+    lines += ["# HELP icefloe_predictions_queued Predictions not yet written to the store.",
+              "# TYPE icefloe_predictions_queued gauge",
+              f"icefloe_predictions_queued {predictions.queued()}"]
+    return lines
 
 
 def _require_admin(request: Request) -> None:

@@ -1,32 +1,30 @@
-"""Model routes: builds and deployments under /api/v2/models, metrics, and ``POST /model``.
+"""Model resources under /api/v2 (builds, deployments, metrics) in CML API v2 style.
 
-``POST /model`` is the CML model-service shape on the control plane's port:
-``{"accessKey": ..., "request": {...}}`` -> ``{"success": true, "response": {...}}``.
+The model calls themselves (``POST /model`` and ``/model/batch``) are answered by
+:class:`icefloe.serving.gateway.ModelGateway` in front of this app; they are described in
+the OpenAPI document by :func:`document_model_calls`.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from icefloe.api.auth import actor
 from icefloe.config import Settings
-from icefloe.errors import AuthError, IcefloeError, InvalidInputError, NotFoundError
+from icefloe.errors import NotFoundError
+from icefloe.serving import deployments as deps
 from icefloe.serving.builds import build_json, create_build
-from icefloe.serving.deployments import (
-    ModelServer,
-    create_deployment,
-    deployment_json,
-    list_deployments,
-    stop_deployment,
+from icefloe.serving.predictions import (
+    PredictionLog,
+    read_metrics,
+    track_aggregate_metrics,
+    track_delayed_metrics,
 )
-from icefloe.serving.predictions import PredictionLog, read_metrics, track_delayed_metrics
-from icefloe.serving.schema import parse_body
+from icefloe.serving.supervisor import Supervisor
 from icefloe.store.db import Database
 from icefloe.store.models import Build
 
@@ -42,7 +40,13 @@ class DeploymentIn(BaseModel):
 
     build_id: str
     auth_enabled: bool = True
-    replicas: int = 1
+    replicas: int = Field(1, ge=1, le=deps.MAX_REPLICAS)
+
+
+class RedeployIn(BaseModel):
+    """Move a deployment to another READY build of its model."""
+
+    build_id: str
 
 
 class DelayedIn(BaseModel):
@@ -52,43 +56,66 @@ class DelayedIn(BaseModel):
     metrics: dict[str, Any]
 
 
-def _actor(request: Request) -> str:
-    return actor(request.scope)
+class AggregateIn(BaseModel):
+    """Metrics about a window of a deployment's predictions."""
+
+    model_deployment_crn: str
+    start_timestamp_ms: int
+    end_timestamp_ms: int
+    metrics: dict[str, Any]
 
 
-def add_model_routes(app: FastAPI, router: APIRouter, db: Database, settings: Settings) -> None:
-    """Register the model routes; the prediction log is flushed when the app stops."""
-    server = ModelServer(db)
-    predictions = PredictionLog(db)
-    app.state.prediction_log = predictions
-    app.router.on_shutdown.append(predictions.close)
+def add_model_routes(router: APIRouter, db: Database, settings: Settings,
+                     supervisor: Supervisor, predictions: PredictionLog) -> None:
+    """Register builds, deployments and metrics routes on the /api/v2 router."""
 
     @router.post("/models/builds", status_code=201)
     def build(body: BuildIn, request: Request) -> dict[str, Any]:
-        return build_json(create_build(db, settings, body.model, _actor(request)))
+        return build_json(create_build(db, settings, body.model, actor(request.scope)))
 
     @router.get("/models/builds")
     def builds() -> dict[str, Any]:
-        from sqlalchemy import select
-
         with db.session() as s:
             rows = s.scalars(select(Build).order_by(Build.created_at.desc()))
             return {"builds": [build_json(b) for b in rows]}
 
+    @router.get("/models/builds/{build_id}")
+    def get_build(build_id: str) -> dict[str, Any]:
+        with db.session() as s:
+            row = s.get(Build, build_id)
+            if row is None:
+                raise NotFoundError(f"build {build_id!r} does not exist")
+            return build_json(row)
+
     @router.post("/models/deployments", status_code=201)
     def deploy(body: DeploymentIn, request: Request) -> dict[str, Any]:
-        dep, key = create_deployment(db, body.build_id, auth_enabled=body.auth_enabled,
-                                     replicas=body.replicas, created_by=_actor(request))
+        dep, key = deps.create_deployment(db, supervisor, body.build_id,
+                                          auth_enabled=body.auth_enabled,
+                                          replicas=body.replicas,
+                                          created_by=actor(request.scope))
         base = str(request.base_url).rstrip("/")
-        return {**deployment_json(dep), "access_key": key, "endpoint": f"{base}/model"}
+        return {**deps.deployment_json(dep, supervisor), "access_key": key,
+                "endpoint": f"{base}/model"}
 
     @router.get("/models/deployments")
     def deployments() -> dict[str, Any]:
-        return {"deployments": [deployment_json(d) for d in list_deployments(db)]}
+        return {"deployments": [deps.deployment_json(d, supervisor)
+                                for d in deps.list_deployments(db)]}
+
+    @router.get("/models/deployments/{deployment_id}")
+    def get_deployment(deployment_id: str) -> dict[str, Any]:
+        return deps.deployment_json(deps.get_deployment(db, deployment_id), supervisor)
+
+    @router.post("/models/deployments/{deployment_id}:redeploy", operation_id="redeploy")
+    def redeploy(deployment_id: str, body: RedeployIn, request: Request) -> dict[str, Any]:
+        dep = deps.redeploy(db, supervisor, deployment_id, body.build_id,
+                            actor(request.scope))
+        return deps.deployment_json(dep, supervisor)
 
     @router.post("/models/deployments/{deployment_id}:stop", operation_id="stop_deployment")
     def stop(deployment_id: str, request: Request) -> dict[str, Any]:
-        return deployment_json(stop_deployment(db, deployment_id, _actor(request)))
+        dep = deps.stop_deployment(db, supervisor, deployment_id, actor(request.scope))
+        return deps.deployment_json(dep, supervisor)
 
     @router.post("/metrics/delayed")
     def delayed(body: DelayedIn) -> dict[str, Any]:
@@ -99,58 +126,37 @@ def add_model_routes(app: FastAPI, router: APIRouter, db: Database, settings: Se
             predictions.flush()
             return track_delayed_metrics(db, body.prediction_uuid, body.metrics)
 
+    @router.post("/metrics/aggregate", status_code=201)
+    def aggregate(body: AggregateIn, request: Request) -> dict[str, Any]:
+        return track_aggregate_metrics(db, body.metrics, body.start_timestamp_ms,
+                                       body.end_timestamp_ms, body.model_deployment_crn,
+                                       actor(request.scope))
+
     @router.get("/metrics")
     def metrics(model_deployment_crn: str, start_timestamp_ms: int = 0,
                 end_timestamp_ms: int = 2**62) -> dict[str, Any]:
+        predictions.flush()  # a read right after a call sees that call
         return read_metrics(db, model_deployment_crn, start_timestamp_ms, end_timestamp_ms)
 
-    async def _answer(request: Request, batch: bool) -> JSONResponse:
-        started = time.perf_counter()
-        principal = request.scope.get("icefloe.principal")
-        try:
-            try:
-                body = parse_body(await request.body())
-            except IcefloeError:
-                if principal is None:  # say nothing about the body to an unknown caller
-                    raise AuthError("missing or invalid API key or access key") from None
-                raise
-            if not isinstance(body, dict) or not isinstance(body.get("accessKey"), str):
-                raise InvalidInputError("field 'accessKey' is required")
-            found = server.resolve(body["accessKey"])
-            if found is None or (found[0].auth_enabled and principal is None):
-                raise AuthError("missing or invalid API key or access key")
-            dep, scorer = found
-            records = body.get("requests") if batch else [body.get("request")]
-            if batch and not isinstance(records, list):
-                raise InvalidInputError("field 'requests' must be a list of records")
-            if not batch and "request" not in body:
-                raise InvalidInputError("field 'request' is required")
-            answers = scorer.predict(records or [])
-        except IcefloeError as exc:
-            return JSONResponse({"success": False, **exc.to_dict()},
-                                status_code=exc.http_status)
-        latency = (time.perf_counter() - started) * 1000
-        now_ms = int(time.time() * 1000)
-        caller = principal.user if principal else "anonymous"
-        responses = []
-        for record, answer in zip(records or [], answers, strict=True):
-            pid = str(uuid.uuid4())
-            predictions.record({
-                "uuid": pid, "deployment_id": dep.id, "build_id": dep.build_id,
-                "model_name": dep.model_name, "model_version": dep.model_version,
-                "timestamp_ms": now_ms, "caller": caller, "inputs": record,
-                "outputs": answer, "latency_ms": latency, "metrics": {},
-                "delayed_metrics": None})
-            responses.append({**answer, "uuid": pid, "model_version": dep.model_version,
-                              "build": dep.build_id})
-        key = "responses" if batch else "response"
-        return JSONResponse({"success": True, key: responses if batch else responses[0]})
 
-    @app.post("/model")
-    async def model(request: Request) -> JSONResponse:
-        return await _answer(request, batch=False)
-
-    @app.post("/model/batch")
-    async def model_batch(request: Request) -> JSONResponse:
-        return await _answer(request, batch=True)
-
+def document_model_calls(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add ``POST /model`` and ``/model/batch`` to an OpenAPI document."""
+    one = {"type": "object", "required": ["accessKey", "request"],
+           "properties": {"accessKey": {"type": "string"},
+                          "request": {"type": "object", "additionalProperties": True}}}
+    many = {"type": "object", "required": ["accessKey", "requests"],
+            "properties": {"accessKey": {"type": "string"},
+                           "requests": {"type": "array", "items": {"type": "object"}}}}
+    for path, body, summary in (
+            ("/model", one, "Score one record (CML model-service shape)"),
+            ("/model/batch", many, "Score many records in one call")):
+        schema.setdefault("paths", {})[path] = {"post": {
+            "summary": summary, "operationId": "call_model" + path[6:].replace("/", "_"),
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": body}}},
+            "responses": {"200": {"description": "prediction, probability and uuid"},
+                          "401": {"description": "missing or invalid API key or access key"},
+                          "413": {"description": "body over 5 MB"},
+                          "422": {"description": "invalid input, naming the field"},
+                          "503": {"description": "no replica is ready"}}}}
+    return schema

@@ -8,11 +8,9 @@ that fails anything is BUILD_FAILED with the reason and leaves no artifact behin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,8 @@ from icefloe.ml.spec import FeatureSet
 from icefloe.ml.train import PARITY_LIMIT, PARITY_SAMPLES_ARTIFACT
 from icefloe.registry.lineage import Lineage
 from icefloe.registry.store import ModelRegistry
-from icefloe.serving.schema import FieldSpec, InputSchema, validate_record
+from icefloe.serving.schema import FieldSpec, InputSchema
+from icefloe.serving.scorer import checksum
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.models import Build
@@ -47,14 +46,6 @@ def schema_from_onnx(model_bytes: bytes, lineage: Lineage) -> InputSchema:
     fields += [FieldSpec(n, "string", levels.get(n, ()), nullable=True)
                for n in lineage.categorical_features]
     return InputSchema(tuple(fields))
-
-
-def checksum(folder: Path) -> str:
-    """SHA-256 over the model and schema files of a build."""
-    digest = hashlib.sha256()
-    for name in ("model.onnx", "schema.json"):
-        digest.update((folder / name).read_bytes())
-    return digest.hexdigest()
 
 
 def _self_test(registry: ModelRegistry, run_id: str, scorer: OnnxScorer,
@@ -145,32 +136,3 @@ def build_json(build: Build) -> dict[str, Any]:
             "status": build.status, "reason": build.reason, "checksum": build.checksum,
             "parity": build.parity, "input_schema": build.input_schema,
             "created_at": build.created_at.isoformat() if build.created_at else None}
-
-
-@dataclass
-class BuildScorer:
-    """Scores validated records with a READY build's files (checksum verified on load)."""
-
-    build_id: str
-    schema: InputSchema
-    scorer: OnnxScorer
-
-    @classmethod
-    def load(cls, folder: Path) -> BuildScorer:
-        """Load a build folder, refusing one whose files do not match the manifest."""
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if checksum(folder) != manifest["checksum"]:
-            raise ParityError(f"build {manifest['build']} files do not match their checksum")
-        schema = InputSchema.from_dict(json.loads((folder / "schema.json").read_text()))
-        features = FeatureSet(tuple(f.name for f in schema.fields if f.kind == "number"),
-                              tuple(f.name for f in schema.fields if f.kind == "string"))
-        return cls(manifest["build"], schema,
-                   OnnxScorer((folder / "model.onnx").read_bytes(), features))
-
-    def predict(self, records: list[Any]) -> list[dict[str, Any]]:
-        """Validate every record first, then score them all; 0/1 prediction and probability."""
-        clean = [validate_record(self.schema, r, f"record {i}" if len(records) > 1 else
-                                 "request") for i, r in enumerate(records)]
-        columns = {f.name: [c[f.name] for c in clean] for f in self.schema.fields}
-        probs = self.scorer.probabilities(columns)
-        return [{"prediction": int(p >= 0.5), "probability": float(p)} for p in probs]

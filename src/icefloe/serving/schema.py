@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from icefloe.errors import InvalidInputError
@@ -30,6 +31,11 @@ class FieldSpec:
     kind: str
     levels: tuple[str, ...] = ()
     nullable: bool = False
+
+    @cached_property
+    def level_set(self) -> frozenset[str]:
+        """The training categories, for membership tests."""
+        return frozenset(self.levels)
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,7 @@ class Deployment(Base):
     auth_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     replicas: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_by: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -172,3 +173,17 @@ class Prediction(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     delayed_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class AggregateMetric(Base):
+    """Metrics about a window of a deployment's predictions (CML track_aggregate_metrics)."""
+
+    __tablename__ = "aggregate_metrics"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(String(36))
+    start_timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+    end_timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,161 @@
+"""``POST /model`` and ``/model/batch``: the model calls, answered before the REST app.
+
+A plain ASGI layer in front of the API (no routing or request objects on the hot path):
+it checks the API key (cached), finds the deployment by the hash of its access key, sends
+the body to the least busy ready replica over its Unix socket and records the predictions
+the replica reports. Replicas have no side effects, so when one dies mid-request the
+request is sent again to another; when none is ready the call waits a few seconds for the
+supervisor to bring one up before answering 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from typing import Any
+
+from icefloe.api.auth import ASGIApp, KeyCache, Scope
+from icefloe.errors import AuthError, IcefloeError, InvalidInputError, UnavailableError
+from icefloe.serving.predictions import PredictionLog
+from icefloe.serving.protocol import BATCH, PREDICT, read_reply, request_frame
+from icefloe.serving.schema import MAX_BODY_BYTES, RequestTooLarge, parse_body
+from icefloe.serving.supervisor import Replica, Route, Supervisor
+
+MODEL_PATHS = {"/model": PREDICT, "/model/batch": BATCH}
+DENIED = "missing or invalid API key or access key"
+_JSON = [(b"content-type", b"application/json")]
+
+
+def key_hash(access_key: str) -> str:
+    """How an access key is found (and stored): its SHA-256."""
+    return hashlib.sha256(access_key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    """The request body, or None when it is over the limit (the rest is read and dropped)."""
+    chunks: list[bytes] = []
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= MAX_BODY_BYTES:
+            chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks) if size <= MAX_BODY_BYTES else None
+
+
+async def _exchange(replica: Replica, frame: bytes) -> tuple[int, bytes, bytes]:
+    loop = asyncio.get_running_loop()
+    pool = replica.pools.get(loop)
+    if pool is None:
+        pool = replica.pools[loop] = []
+    if pool:
+        reader, writer = pool.pop()
+    else:
+        reader, writer = await asyncio.open_unix_connection(replica.socket)
+    try:
+        writer.write(frame)
+        await writer.drain()
+        reply = await read_reply(reader)
+    except BaseException:
+        writer.close()
+        raise
+    pool.append((reader, writer))
+    return reply
+
+
+async def forward(route: Route, kind: int, body: bytes,
+                  wait: float = 10.0) -> tuple[int, bytes, bytes]:
+    """Send a request to a ready replica of the route, retrying on a replica that died.
+
+    Raises:
+        UnavailableError: No replica answered within ``wait`` seconds.
+    """
+    frame = request_frame(kind, body)
+    deadline = time.monotonic() + wait
+    while True:
+        replicas = route.replicas
+        if replicas:
+            replica = min(replicas, key=lambda r: r.inflight)
+            replica.inflight += 1
+            try:
+                return await _exchange(replica, frame)
+            except (OSError, asyncio.IncompleteReadError):
+                pass  # the replica died or is stopping: the supervisor replaces it
+            finally:
+                replica.inflight -= 1
+        if time.monotonic() > deadline:
+            raise UnavailableError(f"deployment {route.deployment_id} has no ready replica; "
+                                   f"see its replica logs")
+        await asyncio.sleep(0.02)
+
+
+class ModelGateway:
+    """Answers the model paths; passes every other request to the app behind it."""
+
+    def __init__(self, app: ASGIApp, keys: KeyCache, supervisor: Supervisor,
+                 predictions: PredictionLog) -> None:
+        self.app = app
+        self.keys = keys
+        self.supervisor = supervisor
+        self.predictions = predictions
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = MODEL_PATHS.get(scope["path"]) if scope["type"] == "http" else None
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        scope["icefloe.route"] = scope["path"]
+        if scope["method"] != "POST":
+            status, payload = 405, json.dumps({"success": False, "error": {
+                "type": "MethodNotAllowed", "message": "use POST"}}).encode()
+        else:
+            status, payload = await self._answer(scope, receive, kind)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*_JSON, (b"content-length", str(len(payload)).encode()),
+                                *([(b"www-authenticate", b"Bearer")] if status == 401 else [])]})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _answer(self, scope: Scope, receive: Any, kind: int) -> tuple[int, bytes]:
+        started = time.perf_counter()
+        principal = self.keys.from_scope(scope)
+        caller = principal.user if principal else "anonymous"
+        body = await _read_body(receive)
+        try:
+            try:
+                if body is None:
+                    raise RequestTooLarge("request body is over the limit of 5 MB")
+                doc = parse_body(body)
+                access_key = doc.get("accessKey") if isinstance(doc, dict) else None
+                if not isinstance(access_key, str):
+                    raise InvalidInputError("field 'accessKey' is required")
+            except IcefloeError:
+                if principal is None:  # say nothing about the body to an unknown caller
+                    raise AuthError(DENIED) from None
+                raise
+            route = self.supervisor.route(key_hash(access_key))
+            if route is None or (route.auth_enabled and principal is None):
+                target = f"deployment/{route.deployment_id}" if route else "unknown access key"
+                self.predictions.access(caller, target, "denied",
+                                        "no valid API key" if route else "")
+                raise AuthError(DENIED)
+            scope["icefloe.deployment"] = route.deployment_id
+            status, response, log = await forward(route, kind, body)
+        except IcefloeError as exc:
+            return exc.http_status, json.dumps({"success": False, **exc.to_dict()}).encode()
+        if status == 200:
+            done = json.loads(log)
+            base = {"deployment_id": route.deployment_id, "build_id": done["build"],
+                    "model_name": route.model_name, "model_version": done["model_version"],
+                    "timestamp_ms": done["timestamp_ms"], "caller": caller,
+                    "latency_ms": (time.perf_counter() - started) * 1000,
+                    "delayed_metrics": None}
+            for uuid, inputs, outputs, metrics in done["items"]:
+                self.predictions.record({**base, "uuid": uuid, "inputs": inputs,
+                                         "outputs": outputs, "metrics": metrics})
+        return status, response

@@ -1,0 +1,304 @@
+"""The supervisor: model replicas as separate processes, kept ready and switched safely.
+
+Each deployment has a :class:`Route` (found by the hash of its access key) holding the
+replicas that take traffic. A replica joins a route only after it answered a ping, so a
+deployment or redeploy returns once the new build is ready; a redeploy whose replicas never
+become ready leaves the old ones serving. A monitor thread replaces replicas that exit
+(with backoff if they keep crashing) and drains replaced ones before stopping them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from icefloe.errors import NotFoundError, UnavailableError
+from icefloe.serving.protocol import ping
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaNotReady(UnavailableError):
+    """Replicas of a build did not become ready, so traffic did not move to them."""
+
+
+@dataclass(eq=False)
+class Replica:
+    """One replica process serving one build on a Unix socket."""
+
+    id: str
+    build_id: str
+    socket: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    ready: bool = False
+    inflight: int = 0
+    # Idle connections per event loop (a connection belongs to the loop that opened it).
+    pools: weakref.WeakKeyDictionary[Any, list[Any]] = field(
+        default_factory=weakref.WeakKeyDictionary)
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc.poll() is None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Status for the API."""
+        return {"id": self.id, "pid": self.proc.pid, "build_id": self.build_id,
+                "ready": self.ready and self.alive(), "inflight": self.inflight}
+
+
+@dataclass(eq=False)
+class Route:
+    """Where the calls of one deployment go."""
+
+    deployment_id: str
+    model_name: str
+    auth_enabled: bool
+    wanted: int
+    build_id: str
+    build_path: str
+    replicas: tuple[Replica, ...] = ()
+    starting: list[Replica] = field(default_factory=list)
+    crashes: int = 0
+    next_start: float = 0.0
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class Supervisor:
+    """Starts, watches, replaces and switches model replicas."""
+
+    def __init__(self, home: Path, *, ready_timeout: float = 60.0, poll: float = 0.2) -> None:
+        self.ready_timeout = ready_timeout
+        self.poll = poll
+        self.log_dir = home / "logs" / "replicas"
+        self._sockets = ""  # made on first use
+        self._routes: dict[str, Route] = {}
+        self._by_key: dict[str, Route] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._counter = 0
+
+    # -- lookups (lock-free: dicts are replaced, never mutated in place while read) --------
+
+    def route(self, key_hash: str) -> Route | None:
+        """The route of an access key's hash, or None."""
+        return self._by_key.get(key_hash)
+
+    def replicas(self, deployment_id: str) -> list[dict[str, Any]]:
+        """Replica status of a deployment (empty if it is not served here)."""
+        route = self._routes.get(deployment_id)
+        if route is None:
+            return []
+        return [r.as_dict() for r in (*route.replicas, *route.starting)]
+
+    def ready_counts(self) -> dict[str, int]:
+        """Ready replicas per served deployment."""
+        return {d: sum(1 for r in route.replicas if r.ready)
+                for d, route in list(self._routes.items())}
+
+    # -- processes --------------------------------------------------------------------------
+
+    def _spawn(self, build_id: str, build_path: str) -> Replica:
+        with self._lock:
+            self._counter += 1
+            rid = f"{build_id[:8]}-{self._counter}"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{rid}.log"
+        if not self._sockets:
+            # Unix socket paths are limited to ~100 bytes, so not under the (deep) home.
+            self._sockets = tempfile.mkdtemp(prefix="icefloe-replicas-")
+        sock = os.path.join(self._sockets, f"{rid}.sock")
+        cmd = [sys.executable, "-m", "icefloe.serving.replica", "--build", build_path,
+               "--socket", sock, "--parent", str(os.getpid())]
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        return Replica(rid, build_id, sock, proc, log_path)
+
+    def _is_ready(self, replica: Replica) -> bool:
+        if not os.path.exists(replica.socket):
+            return False
+        try:
+            ping(replica.socket, timeout=1.0)
+        except OSError:
+            return False
+        replica.ready = True
+        return True
+
+    def _wait_ready(self, replicas: list[Replica], what: str) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        waiting = list(replicas)
+        while waiting:
+            for replica in list(waiting):
+                if not replica.alive():
+                    raise ReplicaNotReady(
+                        f"{what}: replica {replica.id} exited with code "
+                        f"{replica.proc.returncode} before it was ready: "
+                        f"{_log_tail(replica.log_path)}")
+                if self._is_ready(replica):
+                    waiting.remove(replica)
+            if waiting and time.monotonic() > deadline:
+                raise ReplicaNotReady(f"{what}: replica {waiting[0].id} was not ready after "
+                                      f"{self.ready_timeout:g} s")
+            if waiting:
+                time.sleep(0.05)
+
+    def _start_set(self, build_id: str, build_path: str, count: int, what: str) -> list[Replica]:
+        replicas = [self._spawn(build_id, build_path) for _ in range(count)]
+        try:
+            self._wait_ready(replicas, what)
+        except BaseException:
+            self._terminate(replicas, grace=2.0)
+            raise
+        return replicas
+
+    @staticmethod
+    def _terminate(replicas: list[Replica], grace: float = 5.0) -> None:
+        for replica in replicas:
+            replica.ready = False
+            if replica.alive():
+                replica.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for replica in replicas:
+            try:
+                replica.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                replica.proc.kill()
+                replica.proc.wait()
+            with_socket = Path(replica.socket)
+            with_socket.unlink(missing_ok=True)
+
+    def _drain_later(self, replicas: list[Replica], timeout: float = 30.0) -> None:
+        """Stop replicas once their in-flight requests are answered (in the background)."""
+        def drain() -> None:
+            time.sleep(0.2)  # a request that picked a replica just before the switch
+            deadline = time.monotonic() + timeout
+            while any(r.inflight for r in replicas) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._terminate(replicas)
+
+        threading.Thread(target=drain, name="icefloe-drain", daemon=True).start()
+
+    # -- deployments ------------------------------------------------------------------------
+
+    def deploy(self, deployment_id: str, key_hash: str, model_name: str, build_id: str,
+               build_path: str, *, replicas: int, auth_enabled: bool, wait: bool = True) -> None:
+        """Serve a deployment; with ``wait`` return only when its replicas are ready.
+
+        Raises:
+            ReplicaNotReady: A replica exited or timed out before it was ready.
+        """
+        route = Route(deployment_id, model_name, auth_enabled, replicas, build_id, build_path)
+        if wait:
+            route.replicas = tuple(self._start_set(build_id, build_path, replicas,
+                                                   f"deployment {deployment_id}"))
+        with self._lock:
+            self._routes[deployment_id] = route
+            self._by_key = {**self._by_key, key_hash: route}
+        self._ensure_monitor()
+
+    def redeploy(self, deployment_id: str, build_id: str, build_path: str) -> None:
+        """Move a deployment to another build with no dropped request.
+
+        The new replicas must all be ready before traffic moves; the old ones finish what
+        they are answering and stop afterwards.
+
+        Raises:
+            NotFoundError: The deployment is not served here.
+            ReplicaNotReady: The new build never became ready; the old one keeps serving.
+        """
+        route = self._routes.get(deployment_id)
+        if route is None:
+            raise NotFoundError(f"deployment {deployment_id!r} is not being served")
+        fresh = self._start_set(build_id, build_path, route.wanted,
+                                f"redeploy of {deployment_id} to build {build_id}")
+        with self._lock:
+            old = [*route.replicas, *route.starting]
+            route.build_id, route.build_path = build_id, build_path
+            route.starting, route.crashes = [], 0
+            route.replicas = tuple(fresh)
+        self._drain_later(old)
+
+    def stop(self, deployment_id: str) -> None:
+        """Stop serving a deployment (its replicas drain first)."""
+        with self._lock:
+            route = self._routes.pop(deployment_id, None)
+            self._by_key = {k: r for k, r in self._by_key.items() if r is not route}
+        if route is not None:
+            self._drain_later([*route.replicas, *route.starting], timeout=10.0)
+
+    def close(self) -> None:
+        """Stop every replica and the monitor."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            everything = [r for route in self._routes.values()
+                          for r in (*route.replicas, *route.starting)]
+            self._routes, self._by_key = {}, {}
+        self._terminate(everything)
+        if self._sockets:
+            shutil.rmtree(self._sockets, ignore_errors=True)
+
+    # -- the monitor ------------------------------------------------------------------------
+
+    def _ensure_monitor(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._monitor, name="icefloe-supervisor",
+                                                daemon=True)
+                self._thread.start()
+
+    def _monitor(self) -> None:
+        while not self._stop.wait(self.poll):
+            for route in list(self._routes.values()):
+                try:
+                    self._tend(route)
+                except Exception:
+                    log.exception("supervising deployment %s failed", route.deployment_id)
+
+    def _tend(self, route: Route) -> None:
+        with self._lock:
+            dead = [r for r in route.replicas if not r.alive()]
+            if dead:
+                route.replicas = tuple(r for r in route.replicas if r.alive())
+            for replica in dead:
+                log.warning("replica %s of deployment %s exited with %s; replacing it",
+                            replica.id, route.deployment_id, replica.proc.returncode)
+                Path(replica.socket).unlink(missing_ok=True)
+            for replica in list(route.starting):
+                if not replica.alive():
+                    route.starting.remove(replica)
+                    route.crashes += 1
+                    route.next_start = time.monotonic() + min(30.0, 0.5 * 2 ** route.crashes)
+                    log.warning("replica %s of deployment %s exited while starting: %s",
+                                replica.id, route.deployment_id, _log_tail(replica.log_path))
+                elif replica.build_id != route.build_id:
+                    route.starting.remove(replica)
+                    self._terminate([replica], grace=1.0)
+                elif self._is_ready(replica):
+                    route.starting.remove(replica)
+                    route.replicas = (*route.replicas, replica)
+                    route.crashes = 0
+            missing = route.wanted - len(route.replicas) - len(route.starting)
+            if missing > 0 and time.monotonic() >= route.next_start:
+                route.starting.extend(self._spawn(route.build_id, route.build_path)
+                                      for _ in range(missing))
