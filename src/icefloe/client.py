@@ -21,13 +21,15 @@ from icefloe.errors import (
     InvalidInputError,
     NotFoundError,
     RemoteError,
+    UnavailableError,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 TERMINAL = frozenset({"ENGINE_SUCCEEDED", "ENGINE_FAILED", "ENGINE_STOPPED", "ENGINE_TIMEDOUT"})
 _BY_STATUS: dict[int, type[IcefloeError]] = {
     401: AuthError, 403: ForbiddenError, 404: NotFoundError, 409: ConflictError,
-    422: InvalidInputError, 400: InvalidInputError,
+    422: InvalidInputError, 400: InvalidInputError, 413: InvalidInputError,
+    503: UnavailableError,
 }
 
 
@@ -207,6 +209,23 @@ class Client:
         return self._call("POST", "/models/deployments", json={
             "build_id": build_id, "auth_enabled": auth_enabled, "replicas": replicas})
 
+    def get_build(self, build_id: str) -> dict[str, Any]:
+        """One build (status, reason, checksum, input schema)."""
+        return self._call("GET", f"/models/builds/{build_id}")
+
+    def redeploy(self, deployment_id: str, build_id: str) -> dict[str, Any]:
+        """Move a deployment to another READY build of its model with no dropped request.
+
+        Raises:
+            UnavailableError: The new build never became ready; the old one still serves.
+        """
+        return self._call("POST", f"/models/deployments/{deployment_id}:redeploy",
+                          json={"build_id": build_id})
+
+    def get_deployment(self, deployment_id: str) -> dict[str, Any]:
+        """One deployment, with the status of its replicas."""
+        return self._call("GET", f"/models/deployments/{deployment_id}")
+
     def list_deployments(self) -> list[dict[str, Any]]:
         """Deployments, newest first."""
         return self._call("GET", "/models/deployments")["deployments"]
@@ -228,6 +247,14 @@ class Client:
         """Attach ground truth to a prediction (CML ``track_delayed_metrics``)."""
         return self._call("POST", "/metrics/delayed",
                           json={"prediction_uuid": prediction_uuid, "metrics": metrics})
+
+    def track_aggregate_metrics(self, metrics: dict[str, Any], start_timestamp_ms: int,
+                                end_timestamp_ms: int,
+                                model_deployment_crn: str) -> dict[str, Any]:
+        """Store metrics about a window of predictions (CML ``track_aggregate_metrics``)."""
+        return self._call("POST", "/metrics/aggregate", json={
+            "metrics": metrics, "start_timestamp_ms": start_timestamp_ms,
+            "end_timestamp_ms": end_timestamp_ms, "model_deployment_crn": model_deployment_crn})
 
     def read_metrics(self, model_deployment_crn: str, start_timestamp_ms: int = 0,
                      end_timestamp_ms: int | None = None) -> dict[str, Any]:

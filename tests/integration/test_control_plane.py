@@ -1,11 +1,7 @@
 """The control plane as users run it: `icefloe up` on 127.0.0.1, real job subprocesses."""
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import run_cli
+from tests.servers import Server, alive
 
 SCRIPTS = {
     "ok.py": "import sys\nprint('hello from', sys.argv[1:])\n",
@@ -28,43 +25,8 @@ SCRIPTS = {
 TERMINAL = {"ENGINE_SUCCEEDED", "ENGINE_FAILED", "ENGINE_STOPPED", "ENGINE_TIMEDOUT"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ControlPlane:
-    """A running `icefloe up` with an admin client."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api/v2"
-        self.proc: subprocess.Popen[bytes] | None = None
-        init = run_cli(["init", "--json"], home, check=True)
-        self.key = json.loads(init.stdout)["api_key"]
-        self.client = httpx.Client(base_url=self.url, timeout=30,
-                                   headers={"Authorization": f"Bearer {self.key}"})
-
-    def start(self) -> None:
-        env = {**os.environ, "ICEFLOE_HOME": str(self.home)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "icefloe.cli.main", "up", "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError("control plane did not start")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
+class ControlPlane(Server):
+    """A running `icefloe up` with helpers for projects, jobs and runs."""
 
     def project(self, name: str = "demo") -> str:
         folder = self.home / f"{name}-src"
@@ -125,17 +87,6 @@ def cp(tmp_path: Path) -> Iterator[ControlPlane]:
     plane.stop()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is gone for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 def test_chain_runs_in_order_and_failure_stops_it(cp: ControlPlane) -> None:
     p = cp.project()
     a = cp.job(p, "A", "ok.py", arguments="--step a")
@@ -174,7 +125,7 @@ def test_timeout_and_stop_kill_the_whole_group(cp: ControlPlane) -> None:
     log = cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}/logs").json()["content"]
     child = int(log.split("child ")[1].split()[0])
     time.sleep(0.5)
-    assert not _alive(child)
+    assert not alive(child)
 
     held = cp.job(p, "held", "sleepy.py")
     run2 = cp.run(p, held)
@@ -315,7 +266,7 @@ def test_sigterm_stops_running_jobs(cp: ControlPlane) -> None:
     cp.stop(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal, as servers conventionally do
     assert cp.proc is not None and cp.proc.returncode in (0, -signal.SIGTERM)
-    assert not _alive(child)
+    assert not alive(child)
     cp.start()
     body = cp.client.get(f"/projects/{p}/jobs/{slow}/runs/{run}").json()
     assert body["status"] == "ENGINE_STOPPED" and "shut down" in body["reason"]

@@ -95,6 +95,20 @@ def _endpoint_story(app, admin: str, viewer: str) -> None:
     uuids = [r["uuid"] for r in batch.json()["responses"]]
     assert len(set(uuids)) == 100
 
+    unseen = _call(app, [("POST", "/model", {**as_viewer, "json": {
+        "accessKey": key, "request": {**row, "purpose": "moon_trip"}}})])[0]
+    assert unseen.status_code == 200, unseen.text
+    now = int(time.time() * 1000)
+    aggregate = {"model_deployment_crn": dep["id"], "start_timestamp_ms": now - 60_000,
+                 "end_timestamp_ms": now, "metrics": {"accuracy": 0.75}}
+    stored, backwards, nowhere = _call(app, [
+        ("POST", "/api/v2/metrics/aggregate", {**auth, "json": aggregate}),
+        ("POST", "/api/v2/metrics/aggregate", {**auth, "json": {
+            **aggregate, "start_timestamp_ms": now + 1}}),
+        ("POST", "/api/v2/metrics/aggregate", {**auth, "json": {
+            **aggregate, "model_deployment_crn": "nope"}})])
+    assert (stored.status_code, backwards.status_code, nowhere.status_code) == (201, 422, 404)
+
     app.state.prediction_log.close()  # flush, as the server does on shutdown
     truths = [("POST", "/api/v2/metrics/delayed",
                {**auth, "json": {"prediction_uuid": u, "metrics": {"final_label": i % 2}}})
@@ -107,8 +121,12 @@ def _endpoint_story(app, admin: str, viewer: str) -> None:
     read = _call(app, [("GET", "/api/v2/metrics", {**auth, "params": {
         "model_deployment_crn": dep["id"], "start_timestamp_ms": 0,
         "end_timestamp_ms": int(time.time() * 1000) + 1000}})])[0].json()["metrics"]
-    assert len(read) == 101  # one single call and 100 in the batch, no invalid ones
+    # one single call, 100 in the batch, one unseen category, no invalid ones; the aggregate
+    assert len(read) == 103 and read[-1]["predictionUuid"] is None
+    assert read[-1]["metrics"] == {"accuracy": 0.75}
     joined = {m["predictionUuid"]: m["metrics"] for m in read}
+    assert joined[unseen.json()["response"]["uuid"]]["unseen_categories"] == ["purpose"]
+    assert "unseen_categories" not in joined[uuids[0]]
     assert all(joined[u]["final_label"] == i % 2 and "probability" in joined[u]["output"]
                for i, u in enumerate(uuids))
 

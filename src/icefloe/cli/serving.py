@@ -19,20 +19,34 @@ deployment_app = typer.Typer(help="Model deployments.", no_args_is_help=True)
 metrics_app = typer.Typer(help="Prediction metrics (CML names).", no_args_is_help=True)
 
 
+def _ready_build(client: Client, ref: str) -> dict:
+    build = client.build_model(ref)
+    if build["status"] != "BUILD_READY":
+        err_console.print(f"[red]build failed:[/red] {build['reason']}")
+        raise typer.Exit(7)
+    return build
+
+
 def deploy(ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
            no_auth: bool = typer.Option(False, "--no-auth",
                                         help="Serve without API keys (access key only)."),
-           replicas: int = typer.Option(1, "--replicas"),
+           replicas: int = typer.Option(1, "--replicas", help="Replica processes (1-16)."),
+           replace: str | None = typer.Option(
+               None, "--replace", metavar="DEPLOYMENT",
+               help="Move this deployment to the new build instead (same access key, no "
+                    "dropped request; the old build keeps serving if the new one fails)."),
            url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
     """Build and deploy a model version; prints the deployment id, access key and endpoint."""
     with Client(url, api_key) as client:
-        build = client.build_model(ref)
-        if build["status"] != "BUILD_READY":
-            err_console.print(f"[red]build failed:[/red] {build['reason']}")
-            raise typer.Exit(7)
-        dep = client.deploy(build["id"], auth_enabled=not no_auth, replicas=replicas)
+        build = _ready_build(client, ref)
+        if replace:
+            dep = client.redeploy(replace, build["id"])
+        else:
+            dep = client.deploy(build["id"], auth_enabled=not no_auth, replicas=replicas)
     if as_json:
         print_json(dep)
+    elif replace:
+        success(f"deployment {dep['id']} now serves {ref} (build {dep['build_id']})")
     else:
         success(f"deployed {ref} as {dep['id']} at {dep['endpoint']}")
         print(f"access key (shown once): {dep['access_key']}")
@@ -46,8 +60,10 @@ def deployments(url: str | None = URL, api_key: str | None = KEY, as_json: bool 
     if as_json:
         print_json(rows)
     else:
-        print_rows(rows, ["id", "model", "model_version", "status", "auth_enabled",
-                          "created_at"])
+        for row in rows:
+            row["ready"] = f"{sum(r['ready'] for r in row['replica_status'])}/{row['replicas']}"
+        print_rows(rows, ["id", "model", "model_version", "status", "ready", "auth_enabled",
+                          "reason", "created_at"])
 
 
 @deployment_app.command("stop")

@@ -1,0 +1,197 @@
+"""Serving as users run it: `icefloe up`, replica processes, redeploys and crashes under load.
+
+A client sends requests without pause while the deployment is redeployed, refused a
+failed or tampered build, and loses a replica to SIGKILL: no request may fail, answers must
+move to the new build, and every successful answer must be in the prediction log.
+"""
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from icefloe.config import load_settings
+from icefloe.demo.loans import generate_loans
+from icefloe.lakehouse import Lakehouse
+from icefloe.ml.spec import LabelSpec, TrainSpec
+from icefloe.ml.train import train
+from icefloe.serving import builds
+from icefloe.store.db import Database
+from tests.servers import Server, alive
+
+pytestmark = pytest.mark.spark
+
+ROW = {name: 1.0 for name in ("acc_now_delinq", "acc_open_past_24mths", "avg_cur_bal",
+                              "funded_amnt", "dti", "delinq_2yrs", "revol_util", "emp_length")}
+ROW.update(annual_inc=65000.0, int_rate=13.5, term_months=36, home_ownership="RENT",
+           purpose="credit_card")
+
+
+class Load:
+    """Threads that call /model without pause, remembering every answer."""
+
+    def __init__(self, url: str, access_key: str, api_key: str, threads: int = 3) -> None:
+        self.url, self.access_key, self.api_key = url, access_key, api_key
+        self.answers: list[tuple[float, int, str]] = []  # (sent at, status, build or body)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {self.api_key}"}) as c:
+            while not self._stop.is_set():
+                sent = time.monotonic()
+                r = c.post(f"{self.url}/model", json={"accessKey": self.access_key,
+                                                      "request": ROW})
+                self.answers.append((sent, r.status_code, r.json()["response"]["build"]
+                                     if r.status_code == 200 else r.text))
+
+    def __enter__(self) -> "Load":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def wait_for(self, n: int) -> None:
+        deadline = time.monotonic() + 30
+        start = len(self.answers)
+        while len(self.answers) < start + n:
+            assert time.monotonic() < deadline, "the load made no progress"
+            time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def served(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("serving") / "home"
+    server = Server(home)
+    settings = load_settings(env={}, home=home)
+    Lakehouse(settings).write("lending.loans", generate_loans(1500, 5, bad_batch=True),
+                              "create")
+    train(TrainSpec(table="lending.loans", label=LabelSpec("loan_status",
+                                                           ("Charged Off", "Default")),
+                    model_name="loan-default", pipeline="categorical"), settings, spark=spark)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _build(server: Server) -> str:
+    r = server.client.post("/models/builds", json={"model": "loan-default/1"})
+    assert r.status_code == 201 and r.json()["status"] == "BUILD_READY", r.text
+    return r.json()["id"]
+
+
+def _deploy(server: Server, build: str, replicas: int) -> dict:
+    r = server.client.post("/models/deployments", json={"build_id": build,
+                                                        "replicas": replicas})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _wait_replicas(server: Server, dep: str, ready: int, without: int = 0) -> list[dict]:
+    deadline = time.monotonic() + 60
+    while True:
+        status = server.client.get(f"/models/deployments/{dep}").json()["replica_status"]
+        live = [r for r in status if r["ready"] and r["pid"] != without]
+        if len(live) == ready and len(status) == ready:
+            return status
+        assert time.monotonic() < deadline, f"replicas never came back: {status}"
+        time.sleep(0.1)
+
+
+def test_redeploy_crash_and_bad_builds_drop_no_request(served: Server, monkeypatch) -> None:
+    first, second, tampered = _build(served), _build(served), _build(served)
+    monkeypatch.setattr(builds, "PARITY_LIMIT", -1.0)  # this build fails its self-test
+    failed = builds.create_build(Database(load_settings(env={}, home=served.home)
+                                          .resolved_platform_db_url),
+                                 load_settings(env={}, home=served.home), "loan-default/1")
+    assert failed.status == "BUILD_FAILED"
+    schema = served.home / "builds" / tampered / "schema.json"
+    schema.write_text(schema.read_text() + " ")  # no longer matches its checksum
+
+    dep = _deploy(served, first, replicas=2)
+    base = served.url.removesuffix("/api/v2")
+    with Load(base, dep["access_key"], served.key) as load:
+        load.wait_for(50)
+        r = served.client.post(f"/models/deployments/{dep['id']}:redeploy",
+                               json={"build_id": second})
+        switched = time.monotonic()
+        assert r.status_code == 200 and r.json()["build_id"] == second, r.text
+        load.wait_for(50)
+
+        refused = served.client.post(f"/models/deployments/{dep['id']}:redeploy",
+                                     json={"build_id": failed.id})
+        assert refused.status_code == 409 and "BUILD_FAILED" in refused.text
+        broken = served.client.post(f"/models/deployments/{dep['id']}:redeploy",
+                                    json={"build_id": tampered})
+        assert broken.status_code == 503 and "checksum" in broken.text, broken.text
+        load.wait_for(50)
+
+        victim = _wait_replicas(served, dep["id"], 2)[0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        _wait_replicas(served, dep["id"], 2, without=victim)
+        load.wait_for(50)
+
+    failures = [a for a in load.answers if a[1] != 200]
+    assert failures == []
+    assert any(b == first for sent, _, b in load.answers if sent < switched)
+    assert {b for sent, _, b in load.answers if sent > switched} == {second}
+    shown = served.client.get(f"/models/deployments/{dep['id']}").json()
+    assert shown["build_id"] == second and tampered in shown["reason"]
+
+    logged = served.client.get("/metrics", params={"model_deployment_crn": dep["id"]})
+    assert len(logged.json()["metrics"]) == len(load.answers)
+    prometheus = served.client.get(f"{base}/metrics").text
+    assert (f'icefloe_http_requests_total{{route="/model",deployment="{dep["id"]}",'
+            f'status="200"}} {len(load.answers)}') in prometheus
+    assert f'icefloe_model_replicas_ready{{deployment="{dep["id"]}"}} 2' in prometheus
+    assert 'icefloe_http_request_duration_seconds_bucket{route="/model"' in prometheus
+
+
+def test_model_calls_are_access_events_and_metrics_need_a_key(served: Server) -> None:
+    dep = _deploy(served, _build(served), replicas=1)
+    base = served.url.removesuffix("/api/v2")
+    denied = httpx.post(f"{base}/model", headers={"Authorization": "Bearer nope"},
+                        json={"accessKey": dep["access_key"], "request": ROW})
+    assert denied.status_code == 401
+    assert httpx.get(f"{base}/metrics").status_code == 401
+    deadline = time.monotonic() + 10
+    while not [e for e in served.client.get("/audit").json()["events"]
+               if e["action"] == "model.call" and e["target"] == f"deployment/{dep['id']}"]:
+        assert time.monotonic() < deadline, "the refused call was not recorded"
+        time.sleep(0.1)
+
+
+def test_deployments_come_back_after_a_restart(served: Server) -> None:
+    dep = _deploy(served, _build(served), replicas=1)
+    base = served.url.removesuffix("/api/v2")
+    call = {"accessKey": dep["access_key"], "request": ROW}
+    auth = {"Authorization": f"Bearer {served.key}"}
+    before = httpx.post(f"{base}/model", json=call, headers=auth)
+    assert before.status_code == 200
+    pid = dep["replica_status"][0]["pid"]
+
+    served.stop(signal.SIGTERM)
+    assert not alive(pid), "a replica outlived its control plane"
+    served.start()
+    again = httpx.post(f"{base}/model", json=call, headers=auth, timeout=30)
+    assert again.status_code == 200, again.text
+    assert again.json()["response"]["build"] == dep["build_id"]
+    rows = served.client.get("/metrics", params={"model_deployment_crn": dep["id"]}).json()
+    assert [m["predictionUuid"] for m in rows["metrics"]] == [
+        before.json()["response"]["uuid"], again.json()["response"]["uuid"]]
+
+    replica = served.client.get(f"/models/deployments/{dep['id']}").json()["replica_status"]
+    served.stop(signal.SIGKILL)  # no goodbye: replicas notice their parent is gone
+    deadline = time.monotonic() + 10
+    while alive(replica[0]["pid"]):
+        assert time.monotonic() < deadline, "a replica outlived a killed control plane"
+        time.sleep(0.1)
+    served.start()
