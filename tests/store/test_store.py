@@ -124,3 +124,59 @@ def test_audit_events_newest_first(db: Database) -> None:
         events, _ = repo.list_audit(s)
         assert [(e.actor, e.outcome) for e in events] == [("bob", "denied"), ("alice", "ok")]
         assert events[0].at is not None
+
+
+def test_prediction_log_ground_truth_and_aggregates(db: Database) -> None:
+    import json
+    import threading
+
+    from icefloe.serving.predictions import (
+        PredictionLog,
+        read_metrics,
+        track_aggregate_metrics,
+        track_delayed_metrics,
+    )
+    from icefloe.store.models import Build, Deployment
+
+    with db.session() as s:
+        s.add(Build(id="b1", model_name="m", model_version=1, status="BUILD_READY",
+                    created_at=repo.now()))
+        s.add(Deployment(id="d1", build_id="b1", model_name="m", model_version=1,
+                         access_key_hash="h", status="DEPLOYED", created_at=repo.now(),
+                         updated_at=repo.now()))
+    log = PredictionLog(db, flush_interval=0.01)
+
+    def call(worker: int) -> None:
+        for i in range(300):
+            log.record((f"u{worker}-{i}", "d1", "b1", "m", 1, 1000 + i, f"w{worker}",
+                        json.dumps({"x": i}), json.dumps({"probability": 0.5}),
+                        0.3, json.dumps({"unseen_categories": ["c"]} if i == 0 else {})))
+
+    workers = [threading.Thread(target=call, args=(w,)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    log.access("eve", "deployment/d1", "denied", "no valid API key")
+    log.flush()
+    assert log.queued() == 0
+    track_delayed_metrics(db, "u2-7", {"final_label": 1})
+    with pytest.raises(ConflictError, match="final_label"):
+        track_delayed_metrics(db, "u2-7", {"final_label": 0})
+    with pytest.raises(NotFoundError):
+        track_delayed_metrics(db, "nope", {"final_label": 0})
+    track_aggregate_metrics(db, {"accuracy": 0.9}, 1000, 1100, "d1", "ann")
+    with pytest.raises(NotFoundError):
+        track_aggregate_metrics(db, {"accuracy": 0.9}, 1000, 1100, "d9")
+    log.close()
+
+    rows = read_metrics(db, "d1", 0, 10_000)["metrics"]
+    assert len(rows) == 1201 and rows[-1]["metrics"] == {"accuracy": 0.9}
+    by_uuid = {r["predictionUuid"]: r for r in rows}
+    assert by_uuid["u2-7"]["metrics"] == {"input": {"x": 7}, "output": {"probability": 0.5},
+                                          "final_label": 1}
+    assert by_uuid["u3-0"]["metrics"]["unseen_categories"] == ["c"]
+    assert by_uuid["u3-0"]["caller"] == "w3"
+    with db.session() as s:
+        denied = [e for e in repo.list_audit(s)[0] if e.action == "model.call"]
+        assert [(e.actor, e.outcome) for e in denied] == [("eve", "denied")]

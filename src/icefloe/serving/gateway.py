@@ -150,12 +150,10 @@ class ModelGateway:
             return exc.http_status, json.dumps({"success": False, **exc.to_dict()}).encode()
         if status == 200:
             done = json.loads(log)
-            base = {"deployment_id": route.deployment_id, "build_id": done["build"],
-                    "model_name": route.model_name, "model_version": done["model_version"],
-                    "timestamp_ms": done["timestamp_ms"], "caller": caller,
-                    "latency_ms": (time.perf_counter() - started) * 1000,
-                    "delayed_metrics": None}
+            latency = (time.perf_counter() - started) * 1000
             for uuid, inputs, outputs, metrics in done["items"]:
-                self.predictions.record({**base, "uuid": uuid, "inputs": inputs,
-                                         "outputs": outputs, "metrics": metrics})
+                self.predictions.record((
+                    uuid, route.deployment_id, done["build"], route.model_name,
+                    done["model_version"], done["timestamp_ms"], caller, inputs, outputs,
+                    latency, metrics))
         return status, response

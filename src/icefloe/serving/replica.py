@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -58,7 +59,8 @@ def answer(scorer: BuildScorer, model_version: int, kind: int,
         pid = str(uuid.uuid4())
         responses.append({**result, "uuid": pid, "model_version": model_version,
                           "build": scorer.build_id})
-        items.append([pid, record, result, metrics])
+        # Each part already as JSON text: the control plane stores it without re-encoding.
+        items.append([pid, json.dumps(record), json.dumps(result), json.dumps(metrics)])
     out = ({"success": True, "responses": responses} if kind == BATCH
            else {"success": True, "response": responses[0]})
     log = {"build": scorer.build_id, "model_version": model_version,
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(f"replica could not load build {args.build}: {exc}", file=sys.stderr, flush=True)
         return 1
+    gc.collect()
+    gc.freeze()  # the loaded model and modules never die: keep collections short
     coroutine = serve(scorer, int(manifest["version"]), args.socket, args.parent)
     try:
         import uvloop
