@@ -152,3 +152,9 @@ def test_generate_is_deterministic_and_checks_extension(tmp_path: Path) -> None:
     assert a.read_bytes() == b.read_bytes()
     proc = run_cli(["data", "generate", "--output", str(tmp_path / "x.xlsx")], tmp_path)
     assert proc.returncode == 4 and ".xlsx" in proc.stderr
+
+
+def test_a_missing_option_is_a_usage_error(tmp_path: Path) -> None:
+    proc = run_cli(["train", "--label", "loan_status"], tmp_path / "home")
+    assert proc.returncode == 2 and "Missing option '--table'" in proc.stderr
+    assert "internal error" not in proc.stderr

@@ -53,6 +53,18 @@ jobs_cli.register(app)
 serving_cli.register(app, ml_cli.model_app)
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Click's usage errors, and those of the click copy newer Typer releases carry."""
+    classes: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+    except ImportError:
+        pass
+    else:
+        classes.append(TyperClickException)
+    return tuple(classes)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the right code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -67,9 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         err_console.print("aborted")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except _usage_errors() as exc:
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

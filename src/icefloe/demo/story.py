@@ -261,15 +261,20 @@ def _serve(client: Any, settings: Settings) -> None:
     """Build and deploy the newest version, call it, send ground truth, read the metrics."""
     latest = ModelRegistry(settings).versions(MODEL)[-1]["version"]
     ref = f"{MODEL}/{latest}"
-    _cmd(f"icefloe model deploy {ref}")
+    _cmd(f"icefloe model deploy {ref} --replicas 2")
     build = client.build_model(ref)
     console.print(f"build {build['id']}: {build['status']} (self-test parity "
                   f"{build['parity']:.1e})" if build["status"] == "BUILD_READY"
                   else f"build failed: {build['reason']}", markup=False)
     if build["status"] != "BUILD_READY":
         return
-    dep = client.deploy(build["id"])
-    console.print(f"deployment {dep['id']} answers at {dep['endpoint']}")
+    for previous in client.list_deployments():  # a re-run replaces the last run's endpoint
+        if previous["model"] == MODEL and previous["status"] == "DEPLOYED":
+            client.stop_deployment(previous["id"])
+    dep = client.deploy(build["id"], replicas=2)
+    pids = ", ".join(str(r["pid"]) for r in dep["replica_status"])
+    console.print(f"deployment {dep['id']} answers at {dep['endpoint']} "
+                  f"(replica processes {pids}, ready)")
     fields = [f["name"] for f in build["input_schema"]["fields"]]
     numbers = {f["name"] for f in build["input_schema"]["fields"] if f["kind"] == "number"}
     rows = [r for r in Lakehouse(settings).read(TABLE, limit=200).to_pylist()
