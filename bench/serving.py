@@ -370,6 +370,17 @@ def report(targets: list[Target], levels: list[int], counts: tuple[int, int],
     print(f"\nicefloe prediction log: {logged:,} records for {answered:,} successful answers "
           f"(lost: {answered - logged:,})")
     print(f"goals: {GOALS}")
+    if 1 in ice and 8 in ice:
+        checks = [("p50 at c=1 <= 1 ms", ice[1]["p50_ms"] <= 1.0),
+                  ("c=8 >= 2,000 req/s", ice[8]["rps"] >= 2000),
+                  ("zero lost records", answered == logged)]
+        for peer, goal in (("mlflow onnx", 4.0), ("mlflow spark", 50.0),
+                           ("fastapi constant", 0.6)):
+            if peer in by and 8 in by[peer]:
+                checks.append((f"c=8 >= {goal:g}x {peer}", ice[8]["rps"] / by[peer][8]["rps"]
+                               >= goal))
+        print("       " + "; ".join(f"{name}: {'met' if ok else 'MISSED'}"
+                                    for name, ok in checks))
 
 
 if __name__ == "__main__":
