@@ -199,6 +199,14 @@ class Client:
 
     # -- models: builds, deployments, predictions, metrics (CML names) ---------------------
 
+    def list_models(self) -> list[dict[str, Any]]:
+        """Registered models with their latest version and aliases."""
+        return self._call("GET", "/models")["models"]
+
+    def model_versions(self, name: str) -> list[dict[str, Any]]:
+        """All versions of a registered model, oldest first (lineage fields included)."""
+        return self._call("GET", f"/models/{name}/versions")["versions"]
+
     def build_model(self, model: str) -> dict[str, Any]:
         """Build ``NAME/VERSION`` or ``NAME@ALIAS``; the result says BUILD_READY or why not."""
         return self._call("POST", "/models/builds", json={"model": model})

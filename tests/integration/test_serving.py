@@ -195,3 +195,24 @@ def test_deployments_come_back_after_a_restart(served: Server) -> None:
         assert time.monotonic() < deadline, "a replica outlived a killed control plane"
         time.sleep(0.1)
     served.start()
+
+
+def test_a_push_model_script_deploys_the_latest_version_with_the_sdk(served: Server) -> None:
+    from icefloe.client import Client
+    from icefloe.errors import AuthError, NotFoundError
+
+    with Client(served.url.removesuffix("/api/v2"), served.key) as client:
+        model = next(m for m in client.list_models() if m["name"] == "loan-default")
+        latest = model["latest_version"]
+        assert [v["version"] for v in client.model_versions("loan-default")][-1] == latest
+        with pytest.raises(NotFoundError, match="not registered"):
+            client.model_versions("no-such-model")
+        build = client.build_model(f"loan-default/{latest}")
+        assert client.get_build(build["id"])["status"] == "BUILD_READY"
+        dep = client.deploy(build["id"])
+        answer = client.call_model(dep["access_key"], ROW)["response"]
+        assert answer["model_version"] == latest and answer["build"] == build["id"]
+        assert client.get_deployment(dep["id"])["replica_status"][0]["ready"] is True
+        assert client.stop_deployment(dep["id"])["status"] == "STOPPED"
+        with pytest.raises(AuthError):
+            client.call_model(dep["access_key"], ROW)

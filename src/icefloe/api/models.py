@@ -87,6 +87,18 @@ def add_model_routes(router: APIRouter, db: Database, settings: Settings,
                 raise NotFoundError(f"build {build_id!r} does not exist")
             return build_json(row)
 
+    @router.get("/models")
+    def models() -> dict[str, Any]:
+        from icefloe.registry.store import ModelRegistry
+
+        return {"models": ModelRegistry(settings).list_models()}
+
+    @router.get("/models/{name}/versions")
+    def versions(name: str) -> dict[str, Any]:
+        from icefloe.registry.store import ModelRegistry
+
+        return {"versions": ModelRegistry(settings).versions(name)}
+
     @router.post("/models/deployments", status_code=201)
     def deploy(body: DeploymentIn, request: Request) -> dict[str, Any]:
         dep, key = deps.create_deployment(db, supervisor, body.build_id,
