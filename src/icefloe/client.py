@@ -15,6 +15,7 @@ import httpx
 
 from icefloe.errors import (
     AuthError,
+    BusyError,
     ConflictError,
     ForbiddenError,
     IcefloeError,
@@ -29,7 +30,7 @@ TERMINAL = frozenset({"ENGINE_SUCCEEDED", "ENGINE_FAILED", "ENGINE_STOPPED", "EN
 _BY_STATUS: dict[int, type[IcefloeError]] = {
     401: AuthError, 403: ForbiddenError, 404: NotFoundError, 409: ConflictError,
     422: InvalidInputError, 400: InvalidInputError, 413: InvalidInputError,
-    503: UnavailableError,
+    429: BusyError, 503: UnavailableError,
 }
 
 

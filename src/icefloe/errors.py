@@ -126,3 +126,10 @@ class UnavailableError(IcefloeError):
 
     http_status = 503
     exit_code = 11
+
+
+class BusyError(IcefloeError):
+    """Too much work queued already: try again shortly."""
+
+    http_status = 429
+    exit_code = 12

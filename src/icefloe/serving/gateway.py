@@ -17,13 +17,20 @@ import time
 from typing import Any
 
 from icefloe.api.auth import ASGIApp, KeyCache, Scope
-from icefloe.errors import AuthError, IcefloeError, InvalidInputError, UnavailableError
+from icefloe.errors import (
+    AuthError,
+    BusyError,
+    IcefloeError,
+    InvalidInputError,
+    UnavailableError,
+)
 from icefloe.serving.predictions import PredictionLog
 from icefloe.serving.protocol import BATCH, PREDICT, read_reply, request_frame
 from icefloe.serving.schema import MAX_BODY_BYTES, RequestTooLarge, parse_body
 from icefloe.serving.supervisor import Replica, Route, Supervisor
 
 MODEL_PATHS = {"/model": PREDICT, "/model/batch": BATCH}
+MAX_INFLIGHT = 256  # per replica; beyond it a call is answered 429 rather than queued
 DENIED = "missing or invalid API key or access key"
 _JSON = [(b"content-type", b"application/json")]
 
@@ -75,6 +82,7 @@ async def forward(route: Route, kind: int, body: bytes,
 
     Raises:
         UnavailableError: No replica answered within ``wait`` seconds.
+        BusyError: Every ready replica already has :data:`MAX_INFLIGHT` requests.
     """
     frame = request_frame(kind, body)
     deadline = time.monotonic() + wait
@@ -82,6 +90,9 @@ async def forward(route: Route, kind: int, body: bytes,
         replicas = route.replicas
         if replicas:
             replica = min(replicas, key=lambda r: r.inflight)
+            if replica.inflight >= MAX_INFLIGHT:
+                raise BusyError(f"deployment {route.deployment_id} is busy: "
+                                f"{replica.inflight} requests in flight per replica")
             replica.inflight += 1
             try:
                 return await _exchange(replica, frame)
