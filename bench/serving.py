@@ -131,8 +131,8 @@ def train_model(settings: Settings, rows: int) -> tuple[str, str]:
         spark_dir = mlflow.artifacts.download_artifacts(
             run_id=result.run_id, artifact_path="spark-model", dst_path=tmp)
         pipeline = PipelineModel.load(spark_dir)
-        mlflow.set_experiment("bench-serving")
-        with mlflow.start_run() as run:
+        # In the home's artifact store (a new experiment would default to ./mlruns).
+        with mlflow.start_run(experiment_id=registry.experiment_id("bench-serving")) as run:
             # Requirements given, not inferred: inference would import and time the model.
             mlflow.spark.log_model(pipeline, artifact_path="spark", pip_requirements=["pyspark"])
             mlflow.onnx.log_model(single_input(onnx.load_from_string(onnx_bytes)), name="onnx",
