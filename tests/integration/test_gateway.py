@@ -1,4 +1,5 @@
-"""The gateway's answers when no replica can take a call: 503 after waiting, 429 when full."""
+"""The gateway's answers when no replica can take a call: 503 after waiting or after too many
+failed replicas, 429 when full."""
 
 import asyncio
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from icefloe.errors import BusyError, UnavailableError
-from icefloe.serving.gateway import MAX_INFLIGHT, forward
+from icefloe.serving.gateway import MAX_ATTEMPTS, MAX_INFLIGHT, forward
 from icefloe.serving.protocol import PREDICT
 from icefloe.serving.supervisor import Replica, Route
 
@@ -29,6 +30,13 @@ def test_no_ready_replica_waits_then_503_and_a_full_one_is_429(tmp_path: Path) -
         with pytest.raises(BusyError, match="dep-1 is busy"):
             asyncio.run(forward(route, PREDICT, b"{}", wait=0.3))
         assert full.inflight == MAX_INFLIGHT  # nothing leaked
+
+        broken = Replica("r2", "b1", str(tmp_path / "missing.sock"), proc,
+                         tmp_path / "r2.log", ready=True)
+        route.replicas = (broken,)
+        with pytest.raises(UnavailableError, match=f"{MAX_ATTEMPTS} replicas failed"):
+            asyncio.run(forward(route, PREDICT, b"{}", wait=0.3))
+        assert broken.inflight == 0
     finally:
         proc.kill()
         proc.wait()

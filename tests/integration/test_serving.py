@@ -41,7 +41,7 @@ class Load:
         self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
 
     def _run(self) -> None:
-        with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {self.api_key}"}) as c:
+        with httpx.Client(timeout=90, headers={"Authorization": f"Bearer {self.api_key}"}) as c:
             while not self._stop.is_set():
                 sent = time.monotonic()
                 r = c.post(f"{self.url}/model", json={"accessKey": self.access_key,
@@ -216,3 +216,19 @@ def test_a_push_model_script_deploys_the_latest_version_with_the_sdk(served: Ser
         assert client.stop_deployment(dep["id"])["status"] == "STOPPED"
         with pytest.raises(AuthError):
             client.call_model(dep["access_key"], ROW)
+
+
+def test_a_hung_replica_is_killed_and_replaced(served: Server) -> None:
+    dep = _deploy(served, _build(served), replicas=2)
+    base = served.url.removesuffix("/api/v2")
+    hung = dep["replica_status"][0]["pid"]
+    os.kill(hung, signal.SIGSTOP)  # alive but answering nothing
+    try:
+        with Load(base, dep["access_key"], served.key, threads=2) as load:
+            _wait_replicas(served, dep["id"], 2, without=hung)
+            load.wait_for(20)
+        assert not alive(hung)
+        assert [a for a in load.answers if a[1] != 200] == []
+    finally:
+        if alive(hung):
+            os.kill(hung, signal.SIGKILL)

@@ -31,6 +31,7 @@ from icefloe.serving.supervisor import Replica, Route, Supervisor
 
 MODEL_PATHS = {"/model": PREDICT, "/model/batch": BATCH}
 MAX_INFLIGHT = 256  # per replica; beyond it a call is answered 429 rather than queued
+MAX_ATTEMPTS = 20  # replicas tried for one call before it is answered 503
 DENIED = "missing or invalid API key or access key"
 _JSON = [(b"content-type", b"application/json")]
 
@@ -81,29 +82,34 @@ async def forward(route: Route, kind: int, body: bytes,
     """Send a request to a ready replica of the route, retrying on a replica that died.
 
     Raises:
-        UnavailableError: No replica answered within ``wait`` seconds.
+        UnavailableError: No replica was ready for ``wait`` seconds, or
+            :data:`MAX_ATTEMPTS` replicas failed in a row.
         BusyError: Every ready replica already has :data:`MAX_INFLIGHT` requests.
     """
     frame = request_frame(kind, body)
     deadline = time.monotonic() + wait
-    while True:
-        replicas = route.replicas
-        if replicas:
-            replica = min(replicas, key=lambda r: r.inflight)
-            if replica.inflight >= MAX_INFLIGHT:
-                raise BusyError(f"deployment {route.deployment_id} is busy: "
-                                f"{replica.inflight} requests in flight per replica")
-            replica.inflight += 1
-            try:
-                return await _exchange(replica, frame)
-            except (OSError, asyncio.IncompleteReadError):
-                pass  # the replica died or is stopping: the supervisor replaces it
-            finally:
-                replica.inflight -= 1
-        if time.monotonic() > deadline:
-            raise UnavailableError(f"deployment {route.deployment_id} has no ready replica; "
-                                   f"see its replica logs")
+    for _ in range(MAX_ATTEMPTS):
+        while not route.replicas:
+            if time.monotonic() > deadline:
+                raise UnavailableError(f"deployment {route.deployment_id} has no ready "
+                                       f"replica; see its replica logs")
+            await asyncio.sleep(0.02)
+        replica = min(route.replicas, key=lambda r: r.inflight)
+        if replica.inflight >= MAX_INFLIGHT:
+            raise BusyError(f"deployment {route.deployment_id} is busy: "
+                            f"{replica.inflight} requests in flight per replica")
+        replica.inflight += 1
+        try:
+            return await _exchange(replica, frame)
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the replica died, hung and was killed, or is stopping: try another
+        finally:
+            replica.inflight -= 1
+        # The wait for a ready replica starts again: this call may have sat on a hung one.
+        deadline = time.monotonic() + wait
         await asyncio.sleep(0.02)
+    raise UnavailableError(f"deployment {route.deployment_id}: {MAX_ATTEMPTS} replicas failed "
+                           f"to answer this call; see their replica logs")
 
 
 class ModelGateway:

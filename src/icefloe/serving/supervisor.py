@@ -44,6 +44,7 @@ class Replica:
     log_path: Path
     ready: bool = False
     inflight: int = 0
+    missed_pings: int = 0
     # Idle connections per event loop (a connection belongs to the loop that opened it).
     pools: weakref.WeakKeyDictionary[Any, list[Any]] = field(
         default_factory=weakref.WeakKeyDictionary)
@@ -84,9 +85,14 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 class Supervisor:
     """Starts, watches, replaces and switches model replicas."""
 
-    def __init__(self, home: Path, *, ready_timeout: float = 60.0, poll: float = 0.2) -> None:
+    def __init__(self, home: Path, *, ready_timeout: float = 60.0, poll: float = 0.2,
+                 liveness_every: float = 5.0, liveness_timeout: float = 2.0,
+                 liveness_misses: int = 3) -> None:
         self.ready_timeout = ready_timeout
         self.poll = poll
+        self.liveness_every = liveness_every
+        self.liveness_timeout = liveness_timeout
+        self.liveness_misses = liveness_misses
         self.log_dir = home / "logs" / "replicas"
         self._sockets = ""  # made on first use
         self._routes: dict[str, Route] = {}
@@ -268,12 +274,34 @@ class Supervisor:
                 self._thread.start()
 
     def _monitor(self) -> None:
+        next_check = time.monotonic() + self.liveness_every
         while not self._stop.wait(self.poll):
             for route in list(self._routes.values()):
                 try:
                     self._tend(route)
                 except Exception:
                     log.exception("supervising deployment %s failed", route.deployment_id)
+            if time.monotonic() >= next_check:
+                self._check_liveness()
+                next_check = time.monotonic() + self.liveness_every
+
+    def _check_liveness(self) -> None:
+        """Kill replicas that stopped answering pings (hung, not crashed); _tend replaces them.
+
+        Pings go outside the lock and wait a while: a replica busy with a large batch still
+        answers a ping between two requests, a hung one never does.
+        """
+        for route in list(self._routes.values()):
+            for replica in route.replicas:
+                try:
+                    ping(replica.socket, timeout=self.liveness_timeout)
+                    replica.missed_pings = 0
+                except OSError:
+                    replica.missed_pings += 1
+                    if replica.missed_pings >= self.liveness_misses and replica.alive():
+                        log.warning("replica %s of deployment %s missed %d pings; killing it",
+                                    replica.id, route.deployment_id, replica.missed_pings)
+                        replica.proc.kill()
 
     def _tend(self, route: Route) -> None:
         with self._lock:
