@@ -134,7 +134,7 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     the_runner = runner or Runner(database, settings, api_url=api_url)
     keys = KeyCache(database)
     supervisor = Supervisor(settings.home.resolve())
-    predictions = PredictionLog(database)
+    predictions = PredictionLog(database, spill_dir=settings.home.resolve() / "logs")
     metrics = RequestMetrics()
     metrics.gauges.append(lambda: serving_gauges(supervisor, predictions))
 

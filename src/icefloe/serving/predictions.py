@@ -7,9 +7,12 @@ waits for the database and nothing is lost.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -33,10 +36,16 @@ class PredictionLog:
     path one append per prediction and a few thread switches per second.
     """
 
-    def __init__(self, db: Database, flush_interval: float = 0.05) -> None:
+    def __init__(self, db: Database, flush_interval: float = 0.05,
+                 spill_dir: Path | None = None) -> None:
         self.db = db
         self.flush_interval = flush_interval
+        self.spill_dir = spill_dir
         self._items: deque[tuple[type, Any] | threading.Event] = deque()
+        self._unwritten: list[tuple[type, Any]] = []  # kept while the store refuses them
+        self._waiting: list[threading.Event] = []  # flushes that wait for _unwritten
+        self._retry_at = 0.0
+        self._failures = 0
         self._wake = threading.Event()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="icefloe-predictions",
@@ -59,53 +68,102 @@ class PredictionLog:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             closing = self._closing  # read before draining: nothing can be left behind
-            batch: list[tuple[type, Any]] = []
             while self._items:
                 item = self._items.popleft()
                 if isinstance(item, threading.Event):  # a flush: write what came before it
-                    self._write_all(batch)
-                    batch = []
-                    item.set()
+                    self._waiting.append(item)
+                    self._write_pending(force=closing)
                 else:
-                    batch.append(item)
-            self._write_all(batch)
+                    self._unwritten.append(item)
+            self._write_pending(force=closing)
             if closing:
+                if self._unwritten:
+                    self._spill()
+                self._release_waiting()
                 return
 
-    def _write_all(self, batch: list[tuple[type, Any]]) -> None:
-        for start in range(0, len(batch), BATCH):
-            self._write(batch[start:start + BATCH])
+    def _release_waiting(self) -> None:
+        for event in self._waiting:
+            event.set()
+        self._waiting = []
 
-    def _write(self, batch: list[tuple[type, Any]]) -> None:
+    def _write_pending(self, force: bool = False) -> None:
+        """Write what is pending; while the store refuses, keep it and retry with backoff."""
+        if self._unwritten and (force or time.monotonic() >= self._retry_at):
+            self._write_unwritten()
+        if not self._unwritten:
+            self._release_waiting()
+
+    def _write_unwritten(self) -> None:
+        pending, self._unwritten = self._unwritten, []
+        for start in range(0, len(pending), BATCH):
+            chunk = pending[start:start + BATCH]
+            error = self._write(chunk)
+            if error is not None and type(error).__name__ != "OperationalError":
+                # Not the store being away: find the rows it refuses, keep the rest.
+                refused = [row for row in chunk if self._write([row]) is not None]
+                if refused:
+                    log.error("the store refused %d prediction log rows (%s); they go to the "
+                              "spill file", len(refused), error)
+                    self._spill(refused)
+                error = None
+            if error is not None:
+                self._unwritten = pending[start:] + self._unwritten
+                self._failures += 1
+                self._retry_at = time.monotonic() + min(30.0, 0.2 * 2 ** self._failures)
+                log.error("writing %d predictions failed (%s); %d kept, retrying",
+                          len(chunk), error, len(self._unwritten))
+                return
+        self._failures = 0
+
+    def _write(self, batch: list[tuple[type, Any]]) -> Exception | None:
         predictions = [row for table, row in batch if table is Prediction]
         events = [row for table, row in batch if table is AuditEvent]
-        for attempt in range(5):
-            try:
-                with self.db.engine.begin() as conn:
-                    if predictions:
-                        # The DB driver's own executemany over tuples whose JSON is already
-                        # text: the less Python this thread runs, the less it holds the GIL
-                        # the event loop answering requests needs.
-                        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-                        sql = (f"INSERT INTO predictions ({', '.join(COLUMNS)}) "
-                               f"VALUES ({', '.join([mark] * len(COLUMNS))})")
-                        cursor = conn.connection.cursor()
-                        cursor.executemany(sql, predictions)
-                        cursor.close()
-                    if events:
-                        conn.execute(insert(AuditEvent), events)
-                return
-            except Exception:
-                log.exception("writing %d predictions failed (attempt %d)", len(batch),
-                              attempt + 1)
-                threading.Event().wait(0.2 * (attempt + 1))
+        try:
+            with self.db.engine.begin() as conn:
+                if predictions:
+                    # The DB driver's own executemany over tuples whose JSON is already text:
+                    # the less Python this thread runs, the less it holds the GIL the event
+                    # loop answering requests needs.
+                    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                    sql = (f"INSERT INTO predictions ({', '.join(COLUMNS)}) "
+                           f"VALUES ({', '.join([mark] * len(COLUMNS))})")
+                    cursor = conn.connection.cursor()
+                    cursor.executemany(sql, predictions)
+                    cursor.close()
+                if events:
+                    conn.execute(insert(AuditEvent), events)
+        except Exception as exc:
+            return exc
+        return None
+
+    def _spill(self, rows: list[tuple[type, Any]] | None = None) -> None:
+        """Append rows the store would not take to a JSON-lines file, so none is lost."""
+        rows = self._unwritten if rows is None else rows
+        if self.spill_dir is None:
+            log.error("%d prediction log rows could not be written and there is no spill "
+                      "folder: they are lost", len(rows))
+            return
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        path = self.spill_dir / "predictions-unwritten.jsonl"
+        with path.open("a") as out:
+            for table, row in rows:
+                record = (dict(zip(COLUMNS, row, strict=True)) if table is Prediction
+                          else {**row, "at": row["at"].isoformat()})
+                name = "predictions" if table is Prediction else "audit_events"
+                out.write(json.dumps({"table": name, "row": record}) + "\n")
+        log.error("%d prediction log rows the store would not take were written to %s",
+                  len(rows), path)
+        if rows is self._unwritten:
+            self._unwritten = []
 
     def queued(self) -> int:
         """Records waiting to be written."""
         return len(self._items)
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Block until everything recorded so far is written."""
+        """Block until everything recorded so far is written (or ``timeout`` passes while
+        the store refuses writes)."""
         if not self._thread.is_alive():
             return
         done = threading.Event()
@@ -114,7 +172,8 @@ class PredictionLog:
         done.wait(timeout)
 
     def close(self) -> None:
-        """Write everything recorded, then stop the writer."""
+        """Write everything recorded, then stop the writer; what the store still refuses
+        goes to ``spill_dir/predictions-unwritten.jsonl``."""
         self._closing = True
         self._wake.set()
         self._thread.join(timeout=60)
