@@ -16,6 +16,7 @@ from sqlalchemy import select
 from icefloe.api.auth import actor
 from icefloe.config import Settings
 from icefloe.errors import NotFoundError
+from icefloe.serving import builds as builds_store
 from icefloe.serving import deployments as deps
 from icefloe.serving.builds import build_json, create_build
 from icefloe.serving.predictions import (
@@ -81,11 +82,7 @@ def add_model_routes(router: APIRouter, db: Database, settings: Settings,
 
     @router.get("/models/builds/{build_id}")
     def get_build(build_id: str) -> dict[str, Any]:
-        with db.session() as s:
-            row = s.get(Build, build_id)
-            if row is None:
-                raise NotFoundError(f"build {build_id!r} does not exist")
-            return build_json(row)
+        return build_json(builds_store.get_build(db, build_id))
 
     @router.get("/models")
     def models() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from icefloe.config import Settings
-from icefloe.errors import IcefloeError, NotFoundError, ParityError
+from icefloe.errors import IcefloeError, ParityError
 from icefloe.ml.onnx import OnnxScorer, parity
 from icefloe.ml.spec import FeatureSet
 from icefloe.ml.train import PARITY_LIMIT, PARITY_SAMPLES_ARTIFACT
@@ -99,12 +99,11 @@ def create_build(db: Database, settings: Settings, ref: str, created_by: str = "
     except IcefloeError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         with db.session() as s:
-            failed = s.get(Build, build_id)
-            assert failed is not None
+            failed = repo.get_build(s, build_id)
             failed.status, failed.reason = FAILED, exc.message
             repo.audit(s, created_by or "system", "build.create", f"build/{build_id}", "failed",
                        exc.message)
-        return _get(db, build_id)
+        return failed
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         with db.session() as s:
@@ -113,21 +112,18 @@ def create_build(db: Database, settings: Settings, ref: str, created_by: str = "
                 row.status, row.reason = FAILED, "the build crashed; see the server log"
         raise
     with db.session() as s:
-        row = s.get(Build, build_id)
-        assert row is not None
+        row = repo.get_build(s, build_id)
         row.status, row.path, row.checksum = READY, str(final), digest
         row.input_schema, row.parity = schema.to_dict(), diff
         repo.audit(s, created_by or "system", "build.create", f"build/{build_id}", "ok",
                    f"{mv.name}/{mv.version}")
-    return _get(db, build_id)
+    return row
 
 
-def _get(db: Database, build_id: str) -> Build:
+def get_build(db: Database, build_id: str) -> Build:
+    """One build (NotFoundError if there is none)."""
     with db.session() as s:
-        build = s.get(Build, build_id)
-        if build is None:
-            raise NotFoundError(f"build {build_id!r} does not exist")
-        return build
+        return repo.get_build(s, build_id)
 
 
 def build_json(build: Build) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from icefloe.errors import ConflictError, NotFoundError, UnavailableError
+from icefloe.errors import ConflictError, UnavailableError
 from icefloe.serving.builds import READY
 from icefloe.serving.gateway import key_hash
 from icefloe.serving.supervisor import Supervisor
@@ -36,9 +36,7 @@ def deployment_json(d: Deployment, supervisor: Supervisor | None = None) -> dict
 
 
 def _ready_build(s: Any, build_id: str) -> Build:
-    build = s.get(Build, build_id)
-    if build is None:
-        raise NotFoundError(f"build {build_id!r} does not exist")
+    build = repo.get_build(s, build_id)
     if build.status != READY:
         raise ConflictError(f"build {build_id} is {build.status}: {build.reason}")
     return build
@@ -70,8 +68,7 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
                           replicas=replicas, auth_enabled=auth_enabled)
     except UnavailableError as exc:
         with db.session() as s:
-            row = s.get(Deployment, dep.id)
-            assert row is not None
+            row = repo.get_deployment(s, dep.id)
             row.status, row.reason, row.updated_at = FAILED, exc.message, repo.now()
             repo.audit(s, actor, "deployment.create", f"deployment/{dep.id}", "failed",
                        exc.message)
@@ -79,7 +76,7 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
     with db.session() as s:
         repo.audit(s, actor, "deployment.create", f"deployment/{dep.id}", "ok",
                    f"build/{build_id}")
-    return get_deployment(db, dep.id), access_key
+    return dep, access_key
 
 
 def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id: str,
@@ -94,9 +91,7 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
     """
     who = actor or "system"
     with db.session() as s:
-        dep = s.get(Deployment, deployment_id)
-        if dep is None:
-            raise NotFoundError(f"deployment {deployment_id!r} does not exist")
+        dep = repo.get_deployment(s, deployment_id)
         if dep.status != DEPLOYED:
             raise ConflictError(f"deployment {deployment_id} is {dep.status}")
         build = _ready_build(s, build_id)
@@ -108,8 +103,7 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
         supervisor.redeploy(deployment_id, build_id, build_path)
     except UnavailableError as exc:
         with db.session() as s:
-            row = s.get(Deployment, deployment_id)
-            assert row is not None
+            row = repo.get_deployment(s, deployment_id)
             row.reason = f"redeploy to build {build_id} failed; still serving " \
                          f"{row.build_id}: {exc.message}"
             row.updated_at = repo.now()
@@ -117,36 +111,30 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
                        "failed", row.reason)
         raise
     with db.session() as s:
-        row = s.get(Deployment, deployment_id)
-        assert row is not None
+        row = repo.get_deployment(s, deployment_id)
         previous = row.build_id
         row.build_id, row.model_version, row.reason = build_id, version, ""
         row.updated_at = repo.now()
         repo.audit(s, who, "deployment.redeploy", f"deployment/{deployment_id}", "ok",
                    f"build/{previous} -> build/{build_id}")
-    return get_deployment(db, deployment_id)
+    return row
 
 
 def stop_deployment(db: Database, supervisor: Supervisor, deployment_id: str,
                     actor: str = "") -> Deployment:
     """Stop serving a deployment (its replicas finish what they are answering)."""
     with db.session() as s:
-        dep = s.get(Deployment, deployment_id)
-        if dep is None:
-            raise NotFoundError(f"deployment {deployment_id!r} does not exist")
+        dep = repo.get_deployment(s, deployment_id)
         dep.status, dep.updated_at = STOPPED, repo.now()
         repo.audit(s, actor or "system", "deployment.stop", f"deployment/{dep.id}", "ok")
     supervisor.stop(deployment_id)
-    return get_deployment(db, deployment_id)
+    return dep
 
 
 def get_deployment(db: Database, deployment_id: str) -> Deployment:
     """One deployment."""
     with db.session() as s:
-        dep = s.get(Deployment, deployment_id)
-        if dep is None:
-            raise NotFoundError(f"deployment {deployment_id!r} does not exist")
-        return dep
+        return repo.get_deployment(s, deployment_id)
 
 
 def list_deployments(db: Database) -> list[Deployment]:

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 from icefloe.errors import ConflictError, InvalidInputError, NotFoundError
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.models import AggregateMetric, AuditEvent, Deployment, Prediction
+from icefloe.store.models import AggregateMetric, AuditEvent, Prediction
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -217,8 +217,7 @@ def track_aggregate_metrics(db: Database, metrics: dict[str, Any], start_timesta
     if end_timestamp_ms < start_timestamp_ms:
         raise InvalidInputError("end_timestamp_ms is before start_timestamp_ms")
     with db.session() as s:
-        if s.get(Deployment, model_deployment_crn) is None:
-            raise NotFoundError(f"deployment {model_deployment_crn!r} does not exist")
+        repo.get_deployment(s, model_deployment_crn)
         s.add(AggregateMetric(deployment_id=model_deployment_crn, metrics=metrics,
                               start_timestamp_ms=start_timestamp_ms,
                               end_timestamp_ms=end_timestamp_ms, created_by=actor,

@@ -189,8 +189,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 replica.proc.kill()
                 replica.proc.wait()
-            with_socket = Path(replica.socket)
-            with_socket.unlink(missing_ok=True)
+            Path(replica.socket).unlink(missing_ok=True)
 
     def _drain_later(self, replicas: list[Replica], timeout: float = 30.0) -> None:
         """Stop replicas once their in-flight requests are answered (in the background)."""

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from icefloe.errors import ConflictError, InvalidInputError, NotFoundError
 from icefloe.jobs import states
 from icefloe.jobs.graph import would_cycle
-from icefloe.store.models import ApiKey, AuditEvent, Job, Project, Run, User
+from icefloe.store.models import ApiKey, AuditEvent, Build, Deployment, Job, Project, Run, User
 
 ROLES = ("admin", "editor", "viewer")
 KERNELS = ("python3", "spark")
@@ -83,6 +83,22 @@ def create_project(s: Session, name: str, path: str, description: str = "") -> P
     s.add(project)
     s.flush()
     return project
+
+
+def get_build(s: Session, build_id: str) -> Build:
+    """A model build by id."""
+    build = s.get(Build, build_id)
+    if build is None:
+        raise NotFoundError(f"build {build_id!r} does not exist")
+    return build
+
+
+def get_deployment(s: Session, deployment_id: str) -> Deployment:
+    """A model deployment by id."""
+    dep = s.get(Deployment, deployment_id)
+    if dep is None:
+        raise NotFoundError(f"deployment {deployment_id!r} does not exist")
+    return dep
 
 
 def get_project(s: Session, project_id: str) -> Project:
