@@ -109,9 +109,9 @@ def _wait_replicas(server: Server, dep: str, ready: int, without: int = 0) -> li
 def test_redeploy_crash_and_bad_builds_drop_no_request(served: Server, monkeypatch) -> None:
     first, second, tampered = _build(served), _build(served), _build(served)
     monkeypatch.setattr(builds, "PARITY_LIMIT", -1.0)  # this build fails its self-test
-    failed = builds.create_build(Database(load_settings(env={}, home=served.home)
-                                          .resolved_platform_db_url),
-                                 load_settings(env={}, home=served.home), "loan-default/1")
+    settings = load_settings(env={}, home=served.home)
+    failed = builds.create_build(Database(settings.resolved_platform_db_url), settings,
+                                 "loan-default/1")
     assert failed.status == "BUILD_FAILED"
     schema = served.home / "builds" / tampered / "schema.json"
     schema.write_text(schema.read_text() + " ")  # no longer matches its checksum
