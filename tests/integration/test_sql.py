@@ -1,5 +1,11 @@
 """DuckDB SQL over lakehouse tables."""
 
+import datetime as dt
+import decimal
+import tempfile
+import uuid
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -72,4 +78,147 @@ def test_sql_reads_evolved_tables_from_files(lakehouse: Lakehouse) -> None:
     current = lakehouse.current_snapshot("t.e")
     files = plan_snapshot_files(lakehouse.table("t.e"), current.snapshot_id)
     assert len(files.groups) == 2
-    assert view_sql(files) is not None  # DuckDB reads the files itself
+    assert view_sql(files, "t") is not None  # DuckDB scans the files as Arrow datasets
+
+
+def _data_files(lakehouse: Lakehouse, name: str) -> list[Path]:
+    current = lakehouse.current_snapshot(name)
+    assert current is not None
+    files = plan_snapshot_files(lakehouse.table(name), current.snapshot_id)
+    return [Path(p.removeprefix("file://")) for p in files.paths]
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_sql_cannot_overwrite_or_add_to_the_tables_data_files(lakehouse: Lakehouse) -> None:
+    rows = pa.table({"x": [1, 2, 3]})
+    lakehouse.write("shop.orders", rows, "create")
+    snapshot_before = lakehouse.current_snapshot("shop.orders")
+    (data_file,) = _data_files(lakehouse, "shop.orders")
+    folder = data_file.parent
+    before = _listing(folder)
+    assert data_file.name in before
+    for attack in [
+        f"COPY (SELECT 666 AS x) TO '{data_file}' (FORMAT parquet)",
+        f"COPY (SELECT x FROM shop.orders WHERE x = 1) TO '{data_file}' (FORMAT parquet)",
+        f"COPY (SELECT 666 AS x) TO '{folder / 'extra.parquet'}' (FORMAT parquet)",
+        f"COPY (SELECT 666 AS x) TO '{folder}' (FORMAT parquet, PARTITION_BY (x), OVERWRITE)",
+        f"SELECT * FROM read_parquet('{data_file}')",
+        f"ATTACH '{folder / 'db.duckdb'}' AS other",
+    ]:
+        with pytest.raises(QueryError, match="Permission"):
+            lakehouse.sql(attack)
+    assert _listing(folder) == before  # same files, same bytes
+    assert lakehouse.current_snapshot("shop.orders") == snapshot_before
+    assert lakehouse.read("shop.orders").sort_by("x").to_pylist() == rows.to_pylist()
+    assert lakehouse.sql("SELECT x FROM shop.orders ORDER BY x").to_pylist() == rows.to_pylist()
+
+
+def test_sql_cannot_read_or_write_files_in_or_beside_the_working_directory(
+    lakehouse: Lakehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lakehouse.write("shop.orders", pa.table({"x": [1]}), "create")
+    work = tmp_path / "work"
+    (work / ".tmp").mkdir(parents=True)  # DuckDB's default temporary folder
+    (work / "x").write_text("a\n1\n")
+    (work / ".tmp" / "secret.csv").write_text("a\n2\n")
+    (tmp_path / "beside.csv").write_text("a\n3\n")
+    monkeypatch.chdir(work)
+    before = _listing(tmp_path)
+    for attack in [
+        "COPY (SELECT * FROM shop.orders) TO 'out.csv'",
+        f"COPY (SELECT * FROM shop.orders) TO '{work / 'out.csv'}'",
+        "COPY (SELECT * FROM shop.orders) TO '../out.csv'",
+        "COPY (SELECT * FROM shop.orders) TO '.tmp/out.csv'",
+        "COPY (SELECT * FROM shop.orders) TO 'x' (FORMAT csv)",
+        "SELECT * FROM read_text('./x')",
+        "SELECT * FROM read_csv('./x')",
+        "SELECT * FROM read_csv('.tmp/secret.csv')",
+        "SELECT * FROM read_csv('../beside.csv')",
+        "SELECT * FROM glob('*')",
+        "EXPORT DATABASE 'dump'",
+    ]:
+        with pytest.raises(QueryError, match="Permission"):
+            lakehouse.sql(attack)
+    assert _listing(tmp_path) == before  # nothing written, nothing overwritten
+    assert lakehouse.sql("SELECT x FROM shop.orders").to_pylist() == [{"x": 1}]
+    assert _listing(tmp_path) == before  # and a query leaves no temporary files here
+
+
+def test_sql_temp_folder_is_private_locked_and_removed(
+    lakehouse: Lakehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lakehouse.write("shop.orders", pa.table({"x": [1]}), "create")
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    first = lakehouse.sql("SELECT current_setting('temp_directory') AS d FROM shop.orders")
+    second = lakehouse.sql("SELECT current_setting('temp_directory') AS d")
+    folders = [Path(first.column("d")[0].as_py()), Path(second.column("d")[0].as_py())]
+    assert folders[0] != folders[1]  # one folder per query
+    assert all(f.parent == system_temp and not f.exists() for f in folders)
+    for attack in [
+        f"SET temp_directory = '{tmp_path}'",
+        "RESET temp_directory",
+        "SET enable_external_access = true",
+        "SET lock_configuration = false",
+        "SELECT nope FROM shop.orders",
+    ]:
+        with pytest.raises(QueryError):
+            lakehouse.sql(attack)
+    assert list(system_temp.iterdir()) == []  # removed after failed queries too
+    assert list(work.iterdir()) == []  # no ./.tmp either
+
+
+def test_sql_matches_pyiceberg_for_typed_and_evolved_tables(lakehouse: Lakehouse) -> None:
+    typed = pa.table({
+        "id": pa.array([1, 2, 3], pa.int32()),
+        "name": pa.array(["a", None, "\u00fc"]),
+        "ts": pa.array([dt.datetime(2024, 1, 1, 12), None, dt.datetime(1999, 12, 31)],
+                       pa.timestamp("us")),
+        "tstz": pa.array([dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC), None,
+                          dt.datetime(2001, 1, 1, tzinfo=dt.UTC)], pa.timestamp("us", tz="UTC")),
+        "amount": pa.array([decimal.Decimal("1.25"), None, decimal.Decimal("-3.10")],
+                           pa.decimal128(10, 2)),
+        "f32": pa.array([0.5, None, 1.5], pa.float32()),
+        "day": pa.array([dt.date(2024, 2, 29), None, dt.date(1970, 1, 1)], pa.date32()),
+        "at": pa.array([dt.time(1, 2, 3, 4), None, dt.time(23, 59)], pa.time64("us")),
+        "flag": pa.array([True, None, False]),
+        "blob": pa.array([b"\x00\x01", None, b""], pa.binary()),
+    })
+    s1 = lakehouse.write("t.typed", typed, "create").snapshot
+    extra = pa.table({"id": pa.array([2**40]), "home": ["RENT"]})
+    s2 = lakehouse.write("t.typed", extra, evolve=True).snapshot  # widens id, adds home
+    for snap in (s1, s2):
+        iceberg = lakehouse.read("t.typed", snapshot_id=snap.snapshot_id).sort_by("id")
+        duck = lakehouse.sql("SELECT * FROM t.typed ORDER BY id", {"t.typed": snap.snapshot_id})
+        assert duck.cast(iceberg.schema).to_pylist() == iceberg.to_pylist()
+    assert lakehouse.sql("SELECT id FROM t.typed WHERE home = 'RENT'").to_pylist() == [
+        {"id": 2**40}
+    ]
+    ids = [uuid.uuid4().bytes, None]
+    lakehouse.write("t.ids", pa.table({"u": pa.array(ids, pa.uuid())}), "create")
+    assert lakehouse.sql("SELECT count(u) AS n, typeof(any_value(u)) AS t FROM t.ids").to_pylist(
+    ) == [{"n": 1, "t": "UUID"}]
+
+
+def test_sql_over_the_arrow_fallback_is_sandboxed_too(lakehouse: Lakehouse) -> None:
+    rows = pa.table({"x": [1, 2], "tags": [["a"], ["b", "c"]]})  # nested: read by PyIceberg
+    lakehouse.write("t.nested", rows, "create")
+    current = lakehouse.current_snapshot("t.nested")
+    assert current is not None
+    assert view_sql(plan_snapshot_files(lakehouse.table("t.nested"), current.snapshot_id),
+                    "t") is None
+    assert lakehouse.sql("SELECT x, len(tags) AS n FROM t.nested ORDER BY x").to_pylist() == [
+        {"x": 1, "n": 1}, {"x": 2, "n": 2}
+    ]
+    (data_file,) = _data_files(lakehouse, "t.nested")
+    before = data_file.read_bytes()
+    with pytest.raises(QueryError, match="Permission"):
+        lakehouse.sql(f"COPY (SELECT 1 AS x) TO '{data_file}' (FORMAT parquet)")
+    assert data_file.read_bytes() == before

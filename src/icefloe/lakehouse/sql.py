@@ -2,19 +2,28 @@
 
 Tables are referred to as ``namespace.table``. Each table the query names becomes a DuckDB
 view (in a schema of the same name, so ordinary SQL works unchanged) over the Parquet files
-of its current snapshot, or of the snapshot/tag it is pinned to. DuckDB reads the files
-itself, so it projects columns and streams; files written under older schemas are mapped by
-field id as in the Spark bridge.
+of its current snapshot, or of the snapshot/tag it is pinned to. The files are handed to
+DuckDB as Arrow datasets, one per file layout, so DuckDB pushes projections and filters into
+the scan and streams; files written under older schemas are mapped by field id as in the
+Spark bridge.
+
+DuckDB itself gets no file access: external access is off with no allowed folders, so a
+query cannot read, write or attach any file (``COPY ... TO``, ``read_csv``, ``ATTACH``,
+``INSTALL``), the table's own data files included. Only its temporary folder stays
+reachable, and that is a fresh private folder per query, deleted afterwards.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
+from pyarrow import fs
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.types import (
     BinaryType,
@@ -93,11 +102,17 @@ def _duckdb_type(t: IcebergType) -> str | None:
     return _DUCKDB_TYPES.get(type(t))
 
 
-def view_sql(files: SnapshotFiles) -> str | None:
+def view_sql(files: SnapshotFiles, prefix: str) -> tuple[str, dict[str, ds.Dataset]] | None:
     """SQL that reads a snapshot's Parquet files in DuckDB, mapped onto the snapshot schema.
 
-    Returns None when DuckDB cannot read the files itself (delete files, remote storage,
-    nested types, no files); the caller then hands DuckDB the rows PyIceberg read.
+    Each group of files with one layout becomes an Arrow dataset named ``{prefix}_{n}``
+    (with the layout's schema, so no footer is read again); the SQL selects from those
+    names, which the caller registers with DuckDB.
+
+    Returns:
+        The SQL and the datasets it reads, or None when the files cannot be read this way
+        (delete files, remote storage, nested types, no files); the caller then hands DuckDB
+        the rows PyIceberg read.
     """
     if files.has_deletes or not files.groups:
         return None
@@ -107,18 +122,26 @@ def view_sql(files: SnapshotFiles) -> str | None:
         if sql_type is None:
             return None
         types[f.field_id] = sql_type
+    local = fs.LocalFileSystem()
     parts = []
-    for layout, paths in files.groups.items():
+    sources: dict[str, ds.Dataset] = {}
+    for n, (layout, paths) in enumerate(files.groups.items()):
         if any("://" in p and not p.startswith("file://") for p in paths):
             return None
-        local = ", ".join("'" + p.removeprefix("file://").replace("'", "''") + "'" for p in paths)
+        source_name = f"{prefix}_{n}"
+        sources[source_name] = ds.dataset(
+            [p.removeprefix("file://") for p in paths],
+            schema=pa.schema([pa.field(c.name, c.type) for c in layout]),
+            format="parquet",
+            filesystem=local,
+        )
         columns = []
         for f in files.schema.fields:
             source = source_column(layout, f.field_id, f.name)
             expr = "NULL" if source is None else _quote(source.name)
             columns.append(f"CAST({expr} AS {types[f.field_id]}) AS {_quote(f.name)}")
-        parts.append(f"SELECT {', '.join(columns)} FROM read_parquet([{local}])")
-    return "\nUNION ALL\n".join(parts)
+        parts.append(f"SELECT {', '.join(columns)} FROM {_quote(source_name)}")
+    return "\nUNION ALL\n".join(parts), sources
 
 
 def _expose(
@@ -127,12 +150,8 @@ def _expose(
     name: TableName,
     ref: Pin | None,
     alias: str,
-) -> set[str]:
-    """Create the view ``namespace.table`` in DuckDB for the snapshot the query reads.
-
-    Returns:
-        The local folders the view reads files from.
-    """
+) -> None:
+    """Create the view ``namespace.table`` in DuckDB for the snapshot the query reads."""
     table = load_table(catalog, name)
     snap = resolve_snapshot(
         table,
@@ -140,17 +159,18 @@ def _expose(
         tag=ref if isinstance(ref, str) else None,
     )
     files = plan_snapshot_files(table, snap.snapshot_id) if snap else None
-    body = view_sql(files) if files else None
-    folders = {str(Path(p.removeprefix("file://")).parent) + "/" for p in files.paths} if (
-        body and files) else set()
-    if body is None:
+    view = view_sql(files, alias) if files else None
+    if view is None:
         data = read_arrow(catalog, str(name), snapshot_id=snap.snapshot_id if snap else None)
         con.register(alias, data)
         body = f"SELECT * FROM {alias}"
+    else:
+        body, sources = view
+        for source_name, dataset in sources.items():
+            con.register(source_name, dataset)
     # Namespace and table names were validated as plain identifiers.
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{name.namespace}"')
     con.execute(f'CREATE VIEW "{name.namespace}"."{name.table}" AS {body}')
-    return folders
 
 
 def run_sql(
@@ -179,22 +199,29 @@ def run_sql(
         if name not in tables:
             tables.append(name)
 
-    con = duckdb.connect(database=":memory:")
+    # DuckDB spills to its temporary folder, which it may always read and write (and which
+    # defaults to ./.tmp): give each query a private one and delete it afterwards.
+    temp = tempfile.mkdtemp(prefix="icefloe-sql-")
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        folders: set[str] = set()
-        for i, name in enumerate(tables):
-            folders |= _expose(con, catalog, name, pinned.get(name), f"__icefloe_table_{i}")
-        # The query may read the tables' own data files and nothing else: no other local
-        # files, no COPY ... TO, no ATTACH, and no way to switch this back on.
-        con.execute("SET allowed_directories = $dirs", {"dirs": sorted(folders)})
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
+        con = duckdb.connect(database=":memory:", config={"temp_directory": temp})
         try:
-            relation = con.sql(query)
-            return relation.to_arrow_table() if relation is not None else pa.table({})
-        except duckdb.Error as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise QueryError(f"SQL error: {first_line}") from exc
+            con.execute("SET TimeZone = 'UTC'")
+            for i, name in enumerate(tables):
+                _expose(con, catalog, name, pinned.get(name), f"__icefloe_table_{i}")
+            # The query reads the registered Arrow datasets and nothing else: no file
+            # access at all (no read, COPY ... TO, ATTACH or INSTALL, the tables' own data
+            # files included; this also turns off scans of Python variables), and no way to
+            # switch this back on.
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            try:
+                relation = con.sql(query)
+                return relation.to_arrow_table() if relation is not None else pa.table({})
+            except duckdb.Error as exc:
+                text = str(exc).strip()
+                first_line = text.splitlines()[0] if text else repr(exc)
+                raise QueryError(f"SQL error: {first_line}") from exc
+        finally:
+            con.close()
     finally:
-        con.close()
+        shutil.rmtree(temp, ignore_errors=True)
