@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,40 @@ from icefloe.config import Settings, load_settings
 from icefloe.lakehouse import Lakehouse
 
 ICEFLOE = [sys.executable, "-m", "icefloe.cli.main"]
+
+
+def open_to_jobs(path: Path) -> None:
+    """As root, job runs execute as an unprivileged user (``nobody`` by default), which must
+    be able to pass through the test's temporary folders to reach a home inside them.
+    pytest makes them 0700; let others traverse (not list) them, as a real home's parents."""
+    if os.geteuid() != 0:
+        return
+    for folder in (path, *path.parents):
+        if not str(folder).startswith(tempfile.gettempdir() + "/") or folder.stat().st_uid:
+            continue
+        mode = folder.stat().st_mode & 0o7777
+        if not mode & 0o001:
+            folder.chmod(mode | 0o011)
+
+
+@pytest.fixture(autouse=True)
+def _reachable_by_the_job_user(tmp_path: Path) -> None:
+    open_to_jobs(tmp_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _interpreter_reachable_by_the_job_user() -> None:
+    """The job user runs icefloe's interpreter; a pyenv Python under /root (0700) is out of
+    its reach, as `icefloe doctor` says. Let it traverse the folders on the way (as root)."""
+    if os.geteuid() != 0:
+        return
+    import icefloe
+
+    for target in (Path(sys.executable).resolve(), Path(icefloe.__file__).resolve()):
+        for folder in target.parents:
+            mode = folder.stat().st_mode & 0o7777
+            if not mode & 0o001:
+                folder.chmod(mode | 0o001)
 
 
 @pytest.fixture

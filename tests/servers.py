@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import run_cli
+from tests.conftest import open_to_jobs, run_cli
 
 
 def free_port() -> int:
@@ -28,6 +28,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api/v2"
         self.proc: subprocess.Popen[bytes] | None = None
+        open_to_jobs(home.parent)
         init = run_cli(["init", "--json"], home, check=True)
         self.key = json.loads(init.stdout)["api_key"]
         self.client = httpx.Client(base_url=self.url, timeout=30,

@@ -38,6 +38,13 @@ class Settings:
         platform_db_url: SQLAlchemy URL of the platform DB ("" = SQLite file in the home).
         api_host: Host the control plane binds to.
         api_port: Port the control plane listens on.
+        projects_root: Folder every project folder must be inside ("" = ``<home>/projects``).
+        job_user: Unix user job runs execute as ("" = the server's own user, or ``nobody``
+            when the server runs as root).
+        allow_root_jobs: Let job runs execute as root (only when ``job_user`` is ``root``).
+        max_body_bytes: Largest REST request body accepted (model calls have their own).
+        auth_failures_per_minute: Refused requests from one address within a minute before
+            it is answered 429 (0: never).
     """
 
     home: Path = Path(".icefloe")
@@ -54,6 +61,11 @@ class Settings:
     platform_db_url: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    projects_root: str = ""
+    job_user: str = ""
+    allow_root_jobs: bool = False
+    max_body_bytes: int = 1024 * 1024
+    auth_failures_per_minute: int = 60
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -62,9 +74,20 @@ class Settings:
         return self.home / CONFIG_FILE_NAME
 
     @property
+    def lake_dir(self) -> Path:
+        """The part of the home job runs share: catalog, warehouse, MLflow store, artifacts.
+
+        Everything else in the home (platform DB, config, logs, builds) is the server's
+        alone. A home made before this split keeps its flat layout.
+        """
+        if (self.home / "catalog.db").exists() and not (self.home / "lake").exists():
+            return self.home
+        return self.home / "lake"
+
+    @property
     def catalog_db_path(self) -> Path:
         """Default SQLite file of the Iceberg catalog."""
-        return self.home / "catalog.db"
+        return self.lake_dir / "catalog.db"
 
     @property
     def resolved_catalog_uri(self) -> str:
@@ -74,7 +97,7 @@ class Settings:
     def _location_uri(self, value: str, default_folder: str) -> str:
         """A location setting as a URI: a folder in the home when empty, paths made absolute."""
         if not value:
-            return (self.home / default_folder).resolve().as_uri()
+            return (self.lake_dir / default_folder).resolve().as_uri()
         if "://" in value:
             return value
         return Path(value).resolve().as_uri()
@@ -87,7 +110,7 @@ class Settings:
     @property
     def resolved_mlflow_uri(self) -> str:
         """MLflow tracking/registry URI with the embedded default filled in."""
-        return self.mlflow_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        return self.mlflow_uri or f"sqlite:///{(self.lake_dir / 'mlflow.db').resolve()}"
 
     @property
     def mlflow_artifacts_uri(self) -> str:
@@ -98,6 +121,13 @@ class Settings:
     def resolved_platform_db_url(self) -> str:
         """Platform DB URL with the embedded default filled in."""
         return self.platform_db_url or f"sqlite:///{self.home / 'platform.db'}"
+
+    @property
+    def resolved_projects_root(self) -> Path:
+        """The projects root, absolute, symlinks resolved."""
+        root = Path(self.projects_root).expanduser() if self.projects_root else \
+            self.home / "projects"
+        return root.resolve()
 
     def source_of(self, name: str) -> str:
         """Where a setting's value came from: default, file, env or argument."""
@@ -116,6 +146,7 @@ class Settings:
         out["platform_db_url"] = self.resolved_platform_db_url
         out["mlflow_uri"] = self.resolved_mlflow_uri
         out["mlflow_artifacts"] = self.mlflow_artifacts_uri
+        out["projects_root"] = str(self.resolved_projects_root)
         return out
 
 

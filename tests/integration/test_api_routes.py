@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 
 from icefloe.api.app import create_app
-from icefloe.api.auth import PUBLIC_PATHS
+from icefloe.auth.middleware import PUBLIC_PATHS
 from icefloe.config import load_settings
 
 

@@ -29,12 +29,11 @@ class ControlPlane(Server):
     """A running `icefloe up` with helpers for projects, jobs and runs."""
 
     def project(self, name: str = "demo") -> str:
-        folder = self.home / f"{name}-src"
-        folder.mkdir(parents=True, exist_ok=True)
+        r = self.client.post("/projects", json={"name": name})
+        assert r.status_code == 201, r.text
+        folder = Path(r.json()["path"])
         for file, text in SCRIPTS.items():
             (folder / file).write_text(text)
-        r = self.client.post("/projects", json={"name": name, "path": str(folder)})
-        assert r.status_code == 201, r.text
         return r.json()["id"]
 
     def job(self, project: str, name: str, script: str, **fields) -> str:
@@ -215,7 +214,7 @@ def test_errors_have_one_shape(cp: ControlPlane) -> None:
     r = cp.client.post("/projects", json={"name": "demo"})
     assert r.status_code == 409
     r = cp.client.post("/projects", json={"name": "ghost", "path": "/no/such/folder"})
-    assert r.status_code == 422 and "not a folder" in r.json()["error"]["message"]
+    assert r.status_code == 422 and "projects root" in r.json()["error"]["message"]
     assert cp.client.get("/projects", params={"search": "ghost"}).json()["projects"] == []
 
 

@@ -8,12 +8,12 @@ import httpx
 import pytest
 
 from icefloe.api.app import create_app
+from icefloe.auth import keys as api_keys
 from icefloe.config import Settings
 from icefloe.demo.loans import generate_loans
 from icefloe.lakehouse import Lakehouse
 from icefloe.ml.spec import LabelSpec, TrainSpec
 from icefloe.ml.train import train
-from icefloe.store import repo
 from icefloe.store.db import Database
 
 pytestmark = pytest.mark.spark
@@ -38,8 +38,8 @@ def test_model_endpoint(spark, settings: Settings, tmp_path: Path) -> None:
                     model_name="loan-default", pipeline="categorical"), settings, spark=spark)
     db = Database(settings.resolved_platform_db_url)
     with db.session() as s:
-        _, admin = repo.create_api_key(s, "admin", "admin")
-        _, viewer = repo.create_api_key(s, "vic", "viewer")
+        _, admin = api_keys.create_api_key(s, "admin", "admin")
+        _, viewer = api_keys.create_api_key(s, "vic", "viewer")
     app = create_app(settings, db=db, start_runner=False)
     try:
         _endpoint_story(app, admin, viewer)

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from icefloe.config import load_settings
+from icefloe.home import prepare_home
 from icefloe.jobs import states
 from icefloe.jobs.runner import Runner
 from icefloe.store import repo
@@ -14,8 +15,9 @@ from icefloe.store.models import Job
 
 def _setup(tmp_path: Path, script: str = "import time; time.sleep(30)\n"):
     settings = load_settings(env={}, home=tmp_path / "home")
+    prepare_home(settings)
     db = Database(settings.resolved_platform_db_url)
-    folder = tmp_path / "proj"
+    folder = settings.resolved_projects_root / "proj"
     folder.mkdir()
     (folder / "job.py").write_text(script)
     with db.session() as s:
@@ -70,7 +72,7 @@ def test_concurrency_limit_queues_and_shutdown_stops(tmp_path: Path) -> None:
 
 def test_missing_script_fails_the_run_with_a_reason(tmp_path: Path) -> None:
     settings, db, (pid, jid) = _setup(tmp_path)
-    (tmp_path / "proj" / "job.py").unlink()
+    (settings.resolved_projects_root / "proj" / "job.py").unlink()
     runner = Runner(db, settings)
     with db.session() as s:
         run_id = repo.create_run(s, repo.get_job(s, pid, jid), "api", "t").id

@@ -3,6 +3,7 @@
 import pytest
 from sqlalchemy import inspect
 
+from icefloe.auth import keys as api_keys
 from icefloe.errors import ConflictError, InvalidInputError, NotFoundError
 from icefloe.jobs import states
 from icefloe.store import repo
@@ -98,22 +99,22 @@ def test_run_state_machine_and_locking(db: Database) -> None:
 
 def test_api_keys_hashed_verified_and_revoked(db: Database) -> None:
     with db.session() as s:
-        key, secret = repo.create_api_key(s, "alice", "admin")
-        _, viewer_secret = repo.create_api_key(s, "victor", "viewer")
+        key, secret = api_keys.create_api_key(s, "alice", "admin")
+        _, viewer_secret = api_keys.create_api_key(s, "victor", "viewer")
         key_id = key.id
         assert secret not in (key.secret_hash, key.salt) and secret.startswith("ifk_")
     with db.session() as s:
-        who = repo.verify_api_key(s, secret)
+        who = api_keys.verify(s, secret)
         assert who is not None and (who.user, who.role) == ("alice", "admin")
-        assert repo.verify_api_key(s, viewer_secret).role == "viewer"
-        assert repo.verify_api_key(s, secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
-        assert repo.verify_api_key(s, "nonsense") is None
-        repo.revoke_api_key(s, key_id)
+        assert api_keys.verify(s, viewer_secret).role == "viewer"
+        assert api_keys.verify(s, secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+        assert api_keys.verify(s, "nonsense") is None
+        api_keys.revoke_api_key(s, key_id)
     with db.session() as s:
-        assert repo.verify_api_key(s, secret) is None
-        assert [k["revoked"] for k in repo.list_api_keys(s)] == [True, False]
+        assert api_keys.verify(s, secret) is None
+        assert [k["revoked"] for k in api_keys.list_api_keys(s)] == [True, False]
         with pytest.raises(InvalidInputError, match="role"):
-            repo.create_api_key(s, "eve", "root")
+            api_keys.create_api_key(s, "eve", "root")
 
 
 def test_audit_events_newest_first(db: Database) -> None:
@@ -157,7 +158,8 @@ def test_prediction_log_ground_truth_and_aggregates(db: Database) -> None:
         w.start()
     for w in workers:
         w.join()
-    log.access("eve", "deployment/d1", "denied", "no valid API key")
+    log.audit({"actor": "anonymous", "action": "model.call.refused",
+               "target": "source/10.0.0.1", "outcome": "denied", "detail": "3 refused"})
     log.flush()
     assert log.queued() == 0
     track_delayed_metrics(db, "u2-7", {"final_label": 1})
@@ -178,5 +180,5 @@ def test_prediction_log_ground_truth_and_aggregates(db: Database) -> None:
     assert by_uuid["u3-0"]["metrics"]["unseen_categories"] == ["c"]
     assert by_uuid["u3-0"]["caller"] == "w3"
     with db.session() as s:
-        denied = [e for e in repo.list_audit(s)[0] if e.action == "model.call"]
-        assert [(e.actor, e.outcome) for e in denied] == [("eve", "denied")]
+        denied = [e for e in repo.list_audit(s)[0] if e.action == "model.call.refused"]
+        assert [(e.target, e.outcome) for e in denied] == [("source/10.0.0.1", "denied")]

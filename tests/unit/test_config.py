@@ -9,9 +9,11 @@ from icefloe.errors import ConfigError
 def test_defaults_put_everything_in_the_home(tmp_path: Path) -> None:
     s = load_settings(env={}, home=tmp_path / "h")
     assert s.spark_master == "local[*]"
-    assert s.resolved_catalog_uri == f"sqlite:///{tmp_path / 'h' / 'catalog.db'}"
-    assert s.warehouse_path == (tmp_path / "h" / "warehouse").resolve().as_uri()
-    assert s.resolved_platform_db_url.endswith("platform.db")
+    assert s.resolved_catalog_uri == f"sqlite:///{tmp_path / 'h' / 'lake' / 'catalog.db'}"
+    assert s.warehouse_path == (tmp_path / "h" / "lake" / "warehouse").resolve().as_uri()
+    assert s.resolved_mlflow_uri == f"sqlite:///{(tmp_path / 'h' / 'lake' / 'mlflow.db')}"
+    assert s.resolved_platform_db_url == f"sqlite:///{tmp_path / 'h' / 'platform.db'}"
+    assert s.resolved_projects_root == (tmp_path / "h" / "projects").resolve()
     assert s.source_of("spark_master") == "default"
 
 

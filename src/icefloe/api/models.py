@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from icefloe.api.auth import actor
+from icefloe.auth.middleware import actor
 from icefloe.config import Settings
 from icefloe.errors import NotFoundError
 from icefloe.serving import builds as builds_store

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from icefloe.config import Settings, load_settings
+from icefloe.home import apply_umask, prepare_home
 from icefloe.lakehouse import Lakehouse
 
 
@@ -21,12 +22,15 @@ class State:
 
     @cached_property
     def settings(self) -> Settings:
-        """Settings with ``--home`` applied."""
-        return load_settings(home=self.home)
+        """Settings with ``--home`` applied; the process umask keeps the home private."""
+        settings = load_settings(home=self.home)
+        apply_umask(settings)
+        return settings
 
     @cached_property
     def lakehouse(self) -> Lakehouse:
-        """The lakehouse of these settings."""
+        """The lakehouse of these settings (the home is made if it does not exist yet)."""
+        prepare_home(self.settings)
         return Lakehouse(self.settings)
 
 

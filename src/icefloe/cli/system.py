@@ -9,12 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
-from icefloe.cli.output import arrow_rows, console, print_arrow, print_json, print_rows, success
+from icefloe.cli.output import (
+    arrow_rows,
+    console,
+    err_console,
+    print_arrow,
+    print_json,
+    print_rows,
+    success,
+)
 from icefloe.cli.state import state
 from icefloe.compute.java import find_java
 from icefloe.config import Settings, write_default_config
 from icefloe.errors import ConfigError
+from icefloe.home import exposure, job_identity, prepare_home
 from icefloe.lakehouse.files import file_format, write_file
 from icefloe.lakehouse.sql import parse_pin
 
@@ -28,7 +38,7 @@ def init(ctx: typer.Context, as_json: bool = JSON) -> None:
     st = state(ctx)
     settings = st.settings
     existed = settings.home.exists()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(settings, share=True)
     wrote_config = write_default_config(settings)
     st.lakehouse.namespaces()  # opens the catalog: creates its tables and the warehouse
     api_key = _first_admin_key(settings)
@@ -57,15 +67,16 @@ def init(ctx: typer.Context, as_json: bool = JSON) -> None:
 
 def _first_admin_key(settings: Settings) -> str | None:
     """Create the platform DB and, if it has no keys yet, the first admin key."""
+    from icefloe.auth import keys as api_keys
     from icefloe.store import repo
     from icefloe.store.db import Database
 
     db = Database(settings.resolved_platform_db_url)
     try:
         with db.session() as s:
-            if repo.list_api_keys(s):
+            if api_keys.list_api_keys(s):
                 return None
-            _, secret = repo.create_api_key(s, "admin", "admin")
+            _, secret = api_keys.create_api_key(s, "admin", "admin")
             repo.audit(s, "system", "key.create", "key/admin", "ok", "icefloe init")
             return secret
     finally:
@@ -96,6 +107,13 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
         missing.append(f"java: {exc.message}")
     if not settings.home.exists():
         missing.append(f"home {settings.home} does not exist yet: run icefloe init")
+    warnings = exposure(settings)
+    try:
+        ident = job_identity(settings)
+        jobs_as = f"{ident.name} (uid {ident.uid})" if ident else "the server's own user"
+    except ConfigError as exc:
+        jobs_as = None
+        warnings.append(f"job runs: {exc.message}")
     paths = {
         "home": str(settings.home.resolve()),
         "config_file": str(settings.config_file.resolve()),
@@ -113,6 +131,8 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
         "paths": paths,
         "settings": setting_rows,
         "missing": missing,
+        "warnings": warnings,
+        "jobs_run_as": jobs_as,
         "python_executable": sys.executable,
     }
     if as_json:
@@ -128,8 +148,12 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
             console.print(f"{key:<9} {value}")
         print_rows([{"setting": k, "value": v["value"], "source": v["source"]}
                     for k, v in setting_rows.items()], title="settings")
+        if jobs_as:
+            console.print(f"jobs run as {jobs_as}", markup=False)
         for item in missing:
             console.print(f"[yellow]missing:[/yellow] {item}")
+        for item in warnings:
+            err_console.print(f"[yellow]warning:[/yellow] {escape(item)}")
         if not missing:
             success("nothing missing")
     if not ok:

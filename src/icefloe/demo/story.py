@@ -15,6 +15,7 @@ from icefloe.cli.output import print_arrow
 from icefloe.config import Settings, write_default_config
 from icefloe.demo.loans import LABEL_COLUMN, POSITIVE_STATUSES, generate_loans, write_loans
 from icefloe.errors import ConflictError, SchemaMismatchError, TrainingError
+from icefloe.home import prepare_home
 from icefloe.lakehouse import Lakehouse
 from icefloe.registry.reproduce import reproduce_training_data
 from icefloe.registry.store import ModelRegistry
@@ -58,10 +59,10 @@ def run_story(
 ) -> dict[str, int]:
     """Run the story so far and return the snapshot ids it made (s1, s2)."""
     started = time.monotonic()
+    prepare_home(settings, share=True)
     lh = Lakehouse(settings)
 
     _step(1, "Set up the icefloe home")
-    settings.home.mkdir(parents=True, exist_ok=True)
     write_default_config(settings)
     _cmd("icefloe init")
     console.print(f"home {settings.home.resolve()}  catalog {settings.resolved_catalog_uri}")
@@ -189,10 +190,10 @@ def _run_job_chain(settings: Settings) -> None:
     import uvicorn
 
     from icefloe.api.app import create_app
+    from icefloe.auth import keys as api_keys
     from icefloe.client import Client
     from icefloe.errors import ConflictError as Exists
     from icefloe.jobs.runner import Runner
-    from icefloe.store import repo
     from icefloe.store.db import Database
 
     with socket.socket() as sock:
@@ -201,7 +202,7 @@ def _run_job_chain(settings: Settings) -> None:
     url = f"http://127.0.0.1:{port}"
     db = Database(settings.resolved_platform_db_url)
     with db.session() as s:
-        demo_key, key = repo.create_api_key(s, "demo", "admin")
+        demo_key, key = api_keys.create_api_key(s, "demo", "admin")
         demo_key_id = demo_key.id
     app = create_app(settings, db=db, runner=Runner(db, settings, api_url=url), api_url=url)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -213,11 +214,12 @@ def _run_job_chain(settings: Settings) -> None:
     try:
         with Client(url, key) as client:
             try:
-                project = client.create_project("lending-demo", str(PROJECT_DIR),
+                project = client.create_project("lending-demo", None,
                                                 "the demo's job scripts")
             except Exists:
                 project = client.project("lending-demo")
             pid = project["id"]
+            _copy_scripts(Path(project["path"]))
             jobs = {j["name"]: j for j in client.list_jobs(pid)}
             if "LoadBatch" not in jobs:
                 jobs["LoadBatch"] = client.create_job(pid, "LoadBatch", "load_batch.py",
@@ -253,8 +255,16 @@ def _run_job_chain(settings: Settings) -> None:
         server.should_exit = True
         thread.join(timeout=30)
         with db.session() as s:
-            repo.revoke_api_key(s, demo_key_id)  # the demo's key lives only as long as it runs
+            api_keys.revoke_api_key(s, demo_key_id)  # the demo's key lives only as long as it runs
         db.dispose()
+
+
+def _copy_scripts(folder: Path) -> None:
+    """Put the demo's job scripts into its project folder (projects live under the root)."""
+    for script in sorted(PROJECT_DIR.glob("*.py")):
+        target = folder / script.name
+        target.write_bytes(script.read_bytes())
+        target.chmod(0o640)  # readable by the job user's group when jobs run as another user
 
 
 def _serve(client: Any, settings: Settings) -> None:

@@ -4,6 +4,11 @@ retries, cron ticks, and recovery after a control-plane restart.
 One :class:`Runner` lives in the control plane; its :meth:`tick` is called by a background
 thread. All run state lives in the platform DB, so a restarted control plane can tell which
 runs were left behind by a dead one.
+
+A run is untrusted code. It starts under :mod:`icefloe.jobs.launcher` (which stops the run
+if the control plane dies), as the job user when the server is root, in an environment
+built from an allowlist (:mod:`icefloe.jobs.environment`), with a run token as its only
+credential; the token ends with the run.
 """
 
 from __future__ import annotations
@@ -12,21 +17,30 @@ import contextlib
 import logging
 import os
 import shlex
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
+from icefloe.auth import keys
 from icefloe.config import Settings
-from icefloe.jobs import states
+from icefloe.errors import IcefloeError
+from icefloe.home import JobIdentity, job_identity
+from icefloe.jobs import folders, launcher, states, vault
+from icefloe.jobs.environment import run_environment
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.models import Job, Project, Run
@@ -43,6 +57,7 @@ class _Live:
     process: subprocess.Popen[bytes]
     deadline: float | None
     log_file: BinaryIO
+    scratch: str
     stop_requested: bool = False
 
 
@@ -61,6 +76,27 @@ def _kill_group(pid: int, grace: float = KILL_GRACE_S) -> None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def unreachable(path: Path, ident: JobIdentity) -> str | None:
+    """Why ``ident`` cannot read ``path`` (a folder on the way it may not enter), or None.
+
+    Symlinks are followed: the real file and every folder above it must be reachable.
+    """
+    path = path.resolve()
+    for part in [*reversed(path.parents), path]:
+        try:
+            st = part.stat()
+        except OSError as exc:
+            return f"{part}: {exc.strerror}"
+        mode = st.st_mode
+        need = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH) if stat.S_ISDIR(mode) else \
+            (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
+        bit = need[0] if st.st_uid == ident.uid else need[1] if st.st_gid == ident.gid \
+            else need[2]
+        if not mode & bit:
+            return f"{part} is mode {stat.S_IMODE(mode):o}, owner {st.st_uid}, group {st.st_gid}"
+    return None
 
 
 def _aware(value: datetime) -> datetime:
@@ -86,7 +122,8 @@ class Runner:
         self.api_url = api_url
         self.instance = uuid.uuid4().hex[:12]
         self.logs = settings.home.resolve() / "logs" / "runs"
-        self.logs.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.on_run_end: list[Callable[[str], None]] = []  # e.g. forget the run's token
         self._live: dict[str, _Live] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -106,6 +143,7 @@ class Runner:
                 repo.move_run(s, run.id, states.FAILED, reason=(
                     f"the control plane stopped while this run was active (pid {run.pid}); "
                     "its children were not started"))
+                keys.end_run_token(s, run.id)
                 repo.audit(s, "system", "run.recover", f"run/{run.id}", "failed")
                 count += 1
         return count
@@ -164,30 +202,43 @@ class Runner:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(live.process.pid, signal.SIGKILL)  # nothing of the run may outlive it
         live.log_file.close()
+        shutil.rmtree(live.scratch, ignore_errors=True)
         with self.db.session() as s:
+            keys.end_run_token(s, live.run_id)
             run = repo.move_run(s, live.run_id, status, exit_code=code, reason=reason)
-            if run is None:
-                return
-            job = s.get(Job, run.job_id)
-            repo.audit(s, "system", "run.end", f"run/{run.id}", status)
-            if job is None:
-                return
-            if states.starts_children(status):
-                for child in repo.child_jobs(s, job):
-                    started = repo.create_run(s, child, "parent", f"run/{run.id}",
-                                              parent_run_id=run.id)
-                    repo.audit(s, "system", "run.create", f"run/{started.id}", "ok",
-                               f"child of run/{run.id}")
-            elif status in (states.FAILED, states.TIMEDOUT) and run.attempt <= job.retries:
-                retry = repo.create_run(s, job, "retry", f"run/{run.id}",
-                                        parent_run_id=run.parent_run_id,
-                                        attempt=run.attempt + 1)
-                # Exponential backoff: the retry waits in the queue until its time comes.
-                retry.created_at = repo.now() + timedelta(
-                    seconds=min(RETRY_BACKOFF_S * 2 ** (run.attempt - 1), 300))
-                retry.reason = f"retry {run.attempt} of {job.retries}"
-                repo.audit(s, "system", "run.create", f"run/{retry.id}", "ok",
-                           f"retry of run/{run.id}")
+            if run is not None:
+                self._follow_up(s, run, status)
+        self._ended(live.run_id)
+
+    def _follow_up(self, s: Session, run: Run, status: str) -> None:
+        """Start the children of a succeeded run, or the retry of a failed one."""
+        job = s.get(Job, run.job_id)
+        repo.audit(s, "system", "run.end", f"run/{run.id}", status)
+        if job is None:
+            return
+        if states.starts_children(status):
+            for child in repo.child_jobs(s, job):
+                started = repo.create_run(s, child, "parent", f"run/{run.id}",
+                                          parent_run_id=run.id, run_as=run.run_as)
+                repo.audit(s, "system", "run.create", f"run/{started.id}", "ok",
+                           f"child of run/{run.id}")
+        elif status in (states.FAILED, states.TIMEDOUT) and run.attempt <= job.retries:
+            retry = repo.create_run(s, job, "retry", f"run/{run.id}",
+                                    parent_run_id=run.parent_run_id,
+                                    attempt=run.attempt + 1, run_as=run.run_as)
+            # Exponential backoff: the retry waits in the queue until its time comes.
+            retry.created_at = repo.now() + timedelta(
+                seconds=min(RETRY_BACKOFF_S * 2 ** (run.attempt - 1), 300))
+            retry.reason = f"retry {run.attempt} of {job.retries}"
+            repo.audit(s, "system", "run.create", f"run/{retry.id}", "ok",
+                       f"retry of run/{run.id}")
+
+    def _ended(self, run_id: str) -> None:
+        for callback in self.on_run_end:
+            try:
+                callback(run_id)
+            except Exception:
+                log.exception("a run-end callback failed for run %s", run_id)
 
     def _fire_schedules(self) -> None:
         from croniter import croniter
@@ -210,7 +261,8 @@ class Runner:
                     .execution_options(synchronize_session=False)
                 ).rowcount
                 if claimed:
-                    run = repo.create_run(s, job, "schedule", f"cron {job.schedule}")
+                    run = repo.create_run(s, job, "schedule", f"cron {job.schedule}",
+                                          run_as=job.created_by)
                     repo.audit(s, "system", "run.create", f"run/{run.id}", "ok",
                                f"schedule {job.schedule}")
 
@@ -223,6 +275,35 @@ class Runner:
         for run in queued[: max(0, self.max_concurrent - active)]:
             self._launch(run.id)
 
+    def _icefloe_variables(self, run: Run, token: str, scratch: str) -> dict[str, str]:
+        """Where a run finds the control plane and the lakehouse; never the platform DB."""
+        st = self.settings
+        variables = {
+            "ICEFLOE_API_KEY": token, "ICEFLOE_RUN_TOKEN": token,
+            "ICEFLOE_RUN_ID": run.id, "ICEFLOE_JOB_ID": run.job_id,
+            "ICEFLOE_PROJECT_ID": run.project_id, "ICEFLOE_HOME": scratch,
+            "ICEFLOE_CATALOG_URI": st.resolved_catalog_uri,
+            "ICEFLOE_CATALOG_NAME": st.catalog_name, "ICEFLOE_WAREHOUSE": st.warehouse_path,
+            "ICEFLOE_MLFLOW_URI": st.resolved_mlflow_uri,
+            "ICEFLOE_MLFLOW_ARTIFACTS": st.mlflow_artifacts_uri,
+            "ICEFLOE_SPARK_MASTER": st.spark_master, "ICEFLOE_JAVA": st.java,
+            "ICEFLOE_SPARK_DRIVER_MEMORY": st.spark_driver_memory,
+            "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+        }
+        if self.api_url:
+            variables["ICEFLOE_URL"] = self.api_url
+        return variables
+
+    def _fail_to_start(self, run_id: str, log_file: BinaryIO, log_path: Path,
+                       reason: str) -> None:
+        log_file.write(f"icefloe: cannot start the run: {reason}\n".encode())
+        log_file.close()
+        with self.db.session() as s:
+            keys.end_run_token(s, run_id)
+            repo.move_run(s, run_id, states.FAILED, reason=reason, log_path=str(log_path))
+            repo.audit(s, "system", "run.start", f"run/{run_id}", "failed", reason)
+        self._ended(run_id)
+
     def _launch(self, run_id: str) -> None:
         with self.db.session() as s:
             run = repo.move_run(s, run_id, states.STARTING, owner=self.instance)
@@ -231,40 +312,55 @@ class Runner:
             job = s.get(Job, run.job_id)
             project = s.get(Project, run.project_id)
             assert job is not None and project is not None
+            token = keys.issue_run_token(s, run, job.timeout)
             job_snapshot = (job.script, job.arguments, dict(job.environment), job.timeout,
-                            job.kernel, job.id)
+                            job.secret_environment)
             project_path = project.path
-        script, arguments, environment, timeout, kernel, job_id = job_snapshot
+            icefloe_run = Run(id=run.id, job_id=run.job_id, project_id=run.project_id)
+        script, arguments, environment, timeout, sealed = job_snapshot
         log_path = self.logs / f"{run_id}.log"
-        log_file = log_path.open("ab", buffering=0)
-        script_path = (Path(project_path) / script).resolve()
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_file = os.fdopen(fd, "ab", buffering=0)
+        scratch = ""
         try:
-            if not script_path.is_relative_to(Path(project_path).resolve()):
+            ident = job_identity(self.settings)
+            folder = folders.check_at_run(self.settings, project_path)
+            script_path = (folder / script).resolve()
+            if not script_path.is_relative_to(folder):
                 raise FileNotFoundError(f"script {script!r} is outside the project")
             if not script_path.is_file():
-                raise FileNotFoundError(f"script {script!r} not found in {project_path}")
-            env = {**os.environ, **environment,
-                   "ICEFLOE_HOME": str(self.settings.home.resolve()),
-                   "ICEFLOE_RUN_ID": run_id, "ICEFLOE_JOB_ID": job_id,
-                   "PYTHONUNBUFFERED": "1"}
-            if self.api_url:
-                env["ICEFLOE_URL"] = self.api_url
-            if kernel == "spark":
-                env["ICEFLOE_SPARK_MASTER"] = self.settings.spark_master
+                raise FileNotFoundError(f"script {script!r} not found in {folder}")
+            if ident is not None:
+                for needed in (script_path, Path(sys.executable), Path(launcher.__file__)):
+                    why = unreachable(needed, ident)
+                    if why:
+                        raise PermissionError(f"job user {ident.name} cannot read {needed} "
+                                              f"({why})")
+            scratch = tempfile.mkdtemp(prefix=f"icefloe-run-{run_id[:8]}-")
+            if ident is not None:
+                os.chown(scratch, ident.uid, ident.gid)
+            env = run_environment(os.environ, home=scratch,
+                                  bin_dir=os.path.dirname(sys.executable),
+                                  icefloe=self._icefloe_variables(icefloe_run, token, scratch),
+                                  job=environment, secrets=vault.unseal(self.settings, sealed))
             # No shell: the script path and arguments go to exec as a list.
+            command = [sys.executable, "-I", "-S", launcher.__file__, str(os.getpid()),
+                       sys.executable, str(script_path), *shlex.split(arguments)]
             process = subprocess.Popen(
-                [sys.executable, str(script_path), *shlex.split(arguments)],
-                cwd=project_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                command, cwd=folder, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        except (OSError, ValueError) as exc:
-            log_file.write(f"icefloe: cannot start the run: {exc}\n".encode())
-            log_file.close()
-            with self.db.session() as s:
-                repo.move_run(s, run_id, states.FAILED, reason=str(exc), log_path=str(log_path))
+                umask=0o007 if ident else 0o077,
+                # extra_groups=[] drops the server's supplementary groups too.
+                user=ident.uid if ident else None, group=ident.gid if ident else None,
+                extra_groups=[] if ident else None)
+        except (OSError, ValueError, IcefloeError) as exc:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+            reason = exc.message if isinstance(exc, IcefloeError) else str(exc)
+            self._fail_to_start(run_id, log_file, log_path, reason)
             return
-        live = _Live(run_id, job_id, process,
-                     time.monotonic() + timeout if timeout else None, log_file)
+        live = _Live(run_id, icefloe_run.job_id, process,
+                     time.monotonic() + timeout if timeout else None, log_file, scratch)
         with self._lock:
             self._live[run_id] = live
         with self.db.session() as s:

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from icefloe.auth.digests import access_key_hash as key_hash
 from icefloe.errors import ConflictError, UnavailableError
 from icefloe.serving.builds import READY
-from icefloe.serving.gateway import key_hash
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store import repo
 from icefloe.store.db import Database

@@ -11,12 +11,14 @@ supervisor to bring one up before answering 503.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from typing import Any
 
-from icefloe.api.auth import ASGIApp, KeyCache, Scope
+from icefloe.auth.cache import KeyCache
+from icefloe.auth.digests import access_key_hash
+from icefloe.auth.middleware import ASGIApp, Scope, too_many
+from icefloe.auth.refusals import Refusals, source_of
 from icefloe.errors import (
     AuthError,
     BusyError,
@@ -34,11 +36,6 @@ MAX_INFLIGHT = 256  # per replica; beyond it a call is answered 429 rather than 
 MAX_ATTEMPTS = 20  # replicas tried for one call before it is answered 503
 DENIED = "missing or invalid API key or access key"
 _JSON = [(b"content-type", b"application/json")]
-
-
-def key_hash(access_key: str) -> str:
-    """How an access key is found (and stored): its SHA-256."""
-    return hashlib.sha256(access_key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 async def _read_body(receive: Any) -> bytes | None:
@@ -116,11 +113,12 @@ class ModelGateway:
     """Answers the model paths; passes every other request to the app behind it."""
 
     def __init__(self, app: ASGIApp, keys: KeyCache, supervisor: Supervisor,
-                 predictions: PredictionLog) -> None:
+                 predictions: PredictionLog, refusals: Refusals) -> None:
         self.app = app
         self.keys = keys
         self.supervisor = supervisor
         self.predictions = predictions
+        self.refusals = refusals
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = MODEL_PATHS.get(scope["path"]) if scope["type"] == "http" else None
@@ -128,20 +126,31 @@ class ModelGateway:
             await self.app(scope, receive, send)
             return
         scope["icefloe.route"] = scope["path"]
+        extra: list[tuple[bytes, bytes]] = []
         if scope["method"] != "POST":
             status, payload = 405, json.dumps({"success": False, "error": {
                 "type": "MethodNotAllowed", "message": "use POST"}}).encode()
         else:
-            status, payload = await self._answer(scope, receive, kind)
+            status, payload, extra = await self._answer(scope, receive, kind)
         await send({"type": "http.response.start", "status": status,
                     "headers": [*_JSON, (b"content-length", str(len(payload)).encode()),
-                                *([(b"www-authenticate", b"Bearer")] if status == 401 else [])]})
+                                *([(b"www-authenticate", b"Bearer")] if status == 401 else []),
+                                *extra]})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _answer(self, scope: Scope, receive: Any, kind: int) -> tuple[int, bytes]:
+    async def _answer(self, scope: Scope, receive: Any,
+                      kind: int) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         started = time.perf_counter()
-        principal = self.keys.from_scope(scope)
-        caller = principal.user if principal else "anonymous"
+        source = source_of(scope)
+        wait = self.refusals.retry_after(source)
+        try:
+            principal = self.keys.from_scope(scope, lookup=not wait)
+        except IcefloeError as exc:
+            return exc.http_status, json.dumps({"success": False, **exc.to_dict()}).encode(), []
+        if principal is None and wait:
+            status, error, headers = too_many(wait)
+            return status, json.dumps({"success": False, **error}).encode(), headers
+        caller = principal.actor if principal else "anonymous"
         body = await _read_body(receive)
         try:
             try:
@@ -153,18 +162,18 @@ class ModelGateway:
                     raise InvalidInputError("field 'accessKey' is required")
             except IcefloeError:
                 if principal is None:  # say nothing about the body to an unknown caller
+                    self.refusals.count(source, "model.call")
                     raise AuthError(DENIED) from None
                 raise
-            route = self.supervisor.route(key_hash(access_key))
+            route = self.supervisor.route(access_key_hash(access_key))
             if route is None or (route.auth_enabled and principal is None):
-                target = f"deployment/{route.deployment_id}" if route else "unknown access key"
-                self.predictions.access(caller, target, "denied",
-                                        "no valid API key" if route else "")
+                self.refusals.count(source, "model.call")
                 raise AuthError(DENIED)
             scope["icefloe.deployment"] = route.deployment_id
             status, response, log = await forward(route, kind, body)
         except IcefloeError as exc:
-            return exc.http_status, json.dumps({"success": False, **exc.to_dict()}).encode()
+            return (exc.http_status, json.dumps({"success": False, **exc.to_dict()}).encode(),
+                    [])
         if status == 200:
             done = json.loads(log)
             latency = (time.perf_counter() - started) * 1000
@@ -173,4 +182,4 @@ class ModelGateway:
                     uuid, route.deployment_id, done["build"], route.model_name,
                     done["model_version"], done["timestamp_ms"], caller, inputs, outputs,
                     latency, metrics))
-        return status, response
+        return status, response, []

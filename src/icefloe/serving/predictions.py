@@ -1,8 +1,8 @@
 """The prediction log: batched writes off the request path, delayed ground truth, reads.
 
-Request handlers put records (and access events of refused model calls) on a queue; one
-writer thread inserts them in batches and the log is flushed on shutdown, so answering never
-waits for the database and nothing is lost.
+Request handlers put records (and audit events that must not wait for the database, such as
+refusals) on a queue; one writer thread inserts them in batches and the log is flushed on
+shutdown, so answering never waits for the database and nothing is lost.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ class PredictionLog:
     """
 
     def __init__(self, db: Database, flush_interval: float = 0.05,
-                 spill_dir: Path | None = None) -> None:
+                 spill_dir: Path | None = None,
+                 periodic: list[Callable[..., list[dict[str, Any]]]] | None = None) -> None:
         self.db = db
+        self.periodic = list(periodic or [])  # more audit rows, asked for on every wake-up
         self.flush_interval = flush_interval
         self.spill_dir = spill_dir
         self._items: deque[tuple[type, Any] | threading.Event] = deque()
@@ -57,17 +60,31 @@ class PredictionLog:
         ``outputs`` and ``metrics`` as JSON text (replicas send them encoded)."""
         self._items.append((Prediction, row))
 
-    def access(self, actor: str, target: str, outcome: str, detail: str = "") -> None:
-        """Queue the access event of a refused model call (successful calls are predictions)."""
-        self._items.append((AuditEvent, {"at": repo.now(), "actor": actor,
-                                         "action": "model.call", "target": target,
-                                         "outcome": outcome, "detail": detail[:2000]}))
+    def audit(self, row: dict[str, Any]) -> None:
+        """Queue an audit event (``actor``, ``action``, ``target``, ``outcome``, ``detail``;
+        ``at`` defaults to now) without waiting for the database."""
+        self._items.append((AuditEvent, {"at": row.get("at") or repo.now(),
+                                         "actor": row["actor"][:255],
+                                         "action": row["action"][:64],
+                                         "target": row["target"], "outcome": row["outcome"],
+                                         "detail": row.get("detail", "")[:2000]}))
+
+    def _collect_periodic(self, everything: bool = False) -> None:
+        for source in self.periodic:
+            try:
+                rows = source(everything=everything)
+            except Exception:
+                log.exception("collecting audit rows failed")
+                continue
+            for row in rows:
+                self.audit(row)
 
     def _run(self) -> None:
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             closing = self._closing  # read before draining: nothing can be left behind
+            self._collect_periodic(everything=closing)
             while self._items:
                 item = self._items.popleft()
                 if isinstance(item, threading.Event):  # a flush: write what came before it

@@ -56,6 +56,9 @@ class Job(Base):
         ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True)
     schedule: Mapped[str] = mapped_column(String(255), default="")
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Variables only the run sees: encrypted with the home's secret key, never returned.
+    secret_environment: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_by: Mapped[str] = mapped_column(String(255), default="", server_default="")
     last_schedule_tick: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
                                                                 nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -72,6 +75,9 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(32))
     trigger: Mapped[str] = mapped_column(String(32))
     triggered_by: Mapped[str] = mapped_column(String(255), default="")
+    # The user the run acts as (its run token's user): the trigger, or the user behind the
+    # parent run, retry or schedule that started it.
+    run_as: Mapped[str] = mapped_column(String(255), default="", server_default="")
     parent_run_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -106,6 +112,21 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunToken(Base):
+    """The token of an active run: only a salted hash is stored; deleted when the run ends."""
+
+    __tablename__ = "run_tokens"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    salt: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    project_id: Mapped[str] = mapped_column(String(36))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AuditEvent(Base):

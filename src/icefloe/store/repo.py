@@ -7,12 +7,8 @@ transaction; errors are :mod:`icefloe.errors` types that name the project, job o
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import re
-import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -22,14 +18,16 @@ from sqlalchemy.orm import Session
 
 from icefloe.errors import ConflictError, InvalidInputError, NotFoundError
 from icefloe.jobs import states
+from icefloe.jobs.environment import check_variables
 from icefloe.jobs.graph import would_cycle
-from icefloe.store.models import ApiKey, AuditEvent, Build, Deployment, Job, Project, Run, User
+from icefloe.store.models import AuditEvent, Build, Deployment, Job, Project, Run
 
-ROLES = ("admin", "editor", "viewer")
 KERNELS = ("python3", "spark")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.\-]{0,254}")
-JOB_FIELDS = ("name", "script", "kernel", "arguments", "environment", "cpu", "memory",
-              "timeout", "retries", "parent_job_id", "schedule", "paused")
+JOB_FIELDS = ("name", "script", "kernel", "arguments", "environment", "secret_environment",
+              "cpu", "memory", "timeout", "retries", "parent_job_id", "schedule", "paused")
+MAX_TEXT = 10_000
+MAX_INT = 2**31 - 1
 
 
 def now() -> datetime:
@@ -42,11 +40,12 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def _name(kind: str, value: Any) -> str:
+def valid_name(kind: str, value: Any) -> str:
+    """``value`` if it is a valid name of a ``kind`` (project, job, user), else 422."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise InvalidInputError(
-            f"invalid {kind} name {value!r}: 1-255 letters, digits, spaces, '_', '-' or '.', "
-            "starting with a letter or digit"
+            f"invalid {kind} name {str(value)[:100]!r}: 1-255 letters, digits, spaces, '_', "
+            "'-' or '.', starting with a letter or digit"
         )
     return value
 
@@ -61,8 +60,11 @@ def page(query: Any, s: Session, page_size: int, page_token: str | None) -> tupl
     if page_token:
         try:
             offset = int(base64.urlsafe_b64decode(page_token.encode()).decode())
-        except ValueError as exc:
-            raise InvalidInputError(f"invalid page_token {page_token!r}") from exc
+        except ValueError:
+            offset = -1
+        if not 0 <= offset <= MAX_INT:
+            raise InvalidInputError(f"invalid page_token {page_token[:100]!r}: use the "
+                                    "next_page_token of the previous page")
     rows = list(s.scalars(query.offset(offset).limit(page_size + 1)))
     token = ""
     if len(rows) > page_size:
@@ -75,7 +77,9 @@ def page(query: Any, s: Session, page_size: int, page_token: str | None) -> tupl
 
 def create_project(s: Session, name: str, path: str, description: str = "") -> Project:
     """Create a project; its name is unique."""
-    _name("project", name)
+    valid_name("project", name)
+    if len(description or "") > MAX_TEXT:
+        raise InvalidInputError(f"project description is over {MAX_TEXT} characters")
     if s.scalar(select(Project).where(Project.name == name)) is not None:
         raise ConflictError(f"project {name!r} already exists")
     project = Project(id=new_id(), name=name, path=path, description=description or "",
@@ -110,9 +114,13 @@ def get_project(s: Session, project_id: str) -> Project:
 
 
 def list_projects(s: Session, *, search: str | None = None, page_size: int = 100,
-                  page_token: str | None = None) -> tuple[list[Project], str]:
-    """Projects by name, optionally only those whose name contains ``search``."""
+                  page_token: str | None = None,
+                  only: str | None = None) -> tuple[list[Project], str]:
+    """Projects by name, optionally only those whose name contains ``search`` (and only the
+    project ``only`` when the caller may see just that one)."""
     query = select(Project).order_by(Project.name)
+    if only is not None:
+        query = query.where(Project.id == only)
     if search:
         query = query.where(Project.name.contains(search))
     return page(query, s, page_size, page_token)
@@ -129,7 +137,8 @@ def _check_script(script: Any) -> str:
     if not isinstance(script, str) or not script.strip():
         raise InvalidInputError("job field 'script' is required: a path inside the project")
     path = PurePosixPath(script)
-    if path.is_absolute() or ".." in path.parts or "\\" in script or "\x00" in script:
+    if len(script) > 1024 or path.is_absolute() or ".." in path.parts or "\\" in script \
+            or "\x00" in script:
         raise InvalidInputError(
             f"job field 'script' must be a relative path inside the project, got {script!r}"
         )
@@ -146,7 +155,7 @@ def _apply_job_fields(s: Session, job: Job, fields: dict[str, Any]) -> None:
     if unknown:
         raise InvalidInputError(f"unknown job field(s): {', '.join(unknown)}")
     if "name" in fields:
-        job.name = _name("job", fields["name"])
+        job.name = valid_name("job", fields["name"])
     if "script" in fields:
         job.script = _check_script(fields["script"])
     if "kernel" in fields:
@@ -154,26 +163,32 @@ def _apply_job_fields(s: Session, job: Job, fields: dict[str, Any]) -> None:
             raise InvalidInputError(f"job field 'kernel' must be one of {', '.join(KERNELS)}")
         job.kernel = fields["kernel"]
     if "arguments" in fields:
-        if not isinstance(fields["arguments"], str):
-            raise InvalidInputError("job field 'arguments' must be a string")
+        if not isinstance(fields["arguments"], str) or len(fields["arguments"]) > MAX_TEXT:
+            raise InvalidInputError(f"job field 'arguments' must be a string of at most "
+                                    f"{MAX_TEXT} characters")
         job.arguments = fields["arguments"]
     if "environment" in fields:
         env = fields["environment"] or {}
-        if not isinstance(env, dict) or not all(
-            isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
-            and isinstance(v, str) for k, v in env.items()
-        ):
+        if not isinstance(env, dict):
             raise InvalidInputError(
                 "job field 'environment' must map variable names to string values")
+        check_variables(env)
         job.environment = dict(env)
+    if "secret_environment" in fields:
+        # Sealed by the caller (see jobs.vault): only ciphertext reaches the store.
+        job.secret_environment = fields["secret_environment"] or ""
     for field in ("cpu", "memory", "timeout", "retries"):
         if field in fields:
             value = fields[field]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise InvalidInputError(f"job field {field!r} must be an integer >= 0")
+            if not isinstance(value, int) or isinstance(value, bool) or not \
+                    0 <= value <= MAX_INT:
+                raise InvalidInputError(f"job field {field!r} must be an integer from 0 to "
+                                        f"{MAX_INT}")
             setattr(job, field, value)
     if "schedule" in fields:
         schedule = fields["schedule"] or ""
+        if not isinstance(schedule, str) or len(schedule) > 255:
+            raise InvalidInputError("job field 'schedule' must be a cron expression")
         if schedule:
             from croniter import croniter
 
@@ -196,15 +211,20 @@ def _apply_job_fields(s: Session, job: Job, fields: dict[str, Any]) -> None:
         job.parent_job_id = parent
 
 
-def create_job(s: Session, project_id: str, fields: dict[str, Any]) -> Job:
-    """Create a job in a project (name unique per project, parent in the same project)."""
+def create_job(s: Session, project_id: str, fields: dict[str, Any],
+               created_by: str = "") -> Job:
+    """Create a job in a project (name unique per project, parent in the same project).
+
+    ``created_by`` is the user scheduled runs act as.
+    """
     get_project(s, project_id)
     for required in ("name", "script"):
         if required not in fields:
             raise InvalidInputError(f"job field {required!r} is required")
     job = Job(id=new_id(), project_id=project_id, kernel="python3", arguments="",
               environment={}, cpu=1, memory=1, timeout=0, retries=0, schedule="",
-              paused=False, created_at=now(), updated_at=now())
+              paused=False, secret_environment="", created_by=created_by,
+              created_at=now(), updated_at=now())
     _apply_job_fields(s, job, fields)
     if s.scalar(select(Job).where(Job.project_id == project_id, Job.name == job.name)):
         raise ConflictError(f"job {job.name!r} already exists in this project")
@@ -258,10 +278,11 @@ def child_jobs(s: Session, job: Job) -> list[Job]:
 # -- runs --------------------------------------------------------------------------------
 
 def create_run(s: Session, job: Job, trigger: str, triggered_by: str,
-               parent_run_id: str | None = None, attempt: int = 1) -> Run:
-    """Queue a run of ``job`` (state ENGINE_SCHEDULING)."""
+               parent_run_id: str | None = None, attempt: int = 1, run_as: str = "") -> Run:
+    """Queue a run of ``job`` (state ENGINE_SCHEDULING) acting as the user ``run_as``."""
     run = Run(id=new_id(), job_id=job.id, project_id=job.project_id, status=states.SCHEDULING,
-              trigger=trigger, triggered_by=triggered_by, parent_run_id=parent_run_id,
+              trigger=trigger, triggered_by=triggered_by, run_as=run_as,
+              parent_run_id=parent_run_id,
               attempt=attempt, owner="", reason="", log_path="", created_at=now())
     s.add(run)
     s.flush()
@@ -309,71 +330,7 @@ def runs_in(s: Session, statuses: frozenset[str] | set[str]) -> list[Run]:
     return list(s.scalars(select(Run).where(Run.status.in_(statuses)).order_by(Run.created_at)))
 
 
-# -- users, keys, audit ------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a request acts as."""
-
-    user: str
-    role: str
-    key_id: str
-
-
-def _hash(secret: str, salt: str) -> str:
-    return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
-
-
-def create_api_key(s: Session, user_name: str, role: str) -> tuple[ApiKey, str]:
-    """Create a key (and its user if new). Returns the row and the secret, shown only once."""
-    if role not in ROLES:
-        raise InvalidInputError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    _name("user", user_name)
-    user = s.scalar(select(User).where(User.name == user_name))
-    if user is None:
-        user = User(id=new_id(), name=user_name, role=role, created_at=now())
-        s.add(user)
-        s.flush()
-    prefix = secrets.token_hex(6)
-    secret = secrets.token_urlsafe(32)
-    salt = secrets.token_hex(16)
-    key = ApiKey(id=new_id(), prefix=prefix, secret_hash=_hash(secret, salt), salt=salt,
-                 user_id=user.id, role=role, revoked=False, created_at=now())
-    s.add(key)
-    s.flush()
-    return key, f"ifk_{prefix}_{secret}"
-
-
-def verify_api_key(s: Session, presented: str) -> Principal | None:
-    """The principal of a presented key, or None (unknown, malformed or revoked)."""
-    parts = presented.split("_", 2)
-    if len(parts) != 3 or parts[0] != "ifk" or not re.fullmatch(r"[0-9a-f]{12}", parts[1]):
-        _hash(presented, "0" * 32)  # same work either way
-        return None
-    key = s.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
-    expected = key.secret_hash if key else _hash("", "0" * 32)
-    given = _hash(parts[2], key.salt if key else "0" * 32)
-    if not hmac.compare_digest(expected, given) or key is None or key.revoked:
-        return None
-    user = s.get(User, key.user_id)
-    return Principal(user.name if user else "?", key.role, key.id)
-
-
-def revoke_api_key(s: Session, key_id: str) -> None:
-    """Revoke a key by id (or prefix)."""
-    key = s.get(ApiKey, key_id) or s.scalar(select(ApiKey).where(ApiKey.prefix == key_id))
-    if key is None:
-        raise NotFoundError(f"API key {key_id!r} does not exist")
-    key.revoked = True
-
-
-def list_api_keys(s: Session) -> list[dict[str, Any]]:
-    """Keys without their secrets."""
-    rows = s.execute(select(ApiKey, User.name).join(User, User.id == ApiKey.user_id)
-                     .order_by(ApiKey.created_at))
-    return [{"id": k.id, "prefix": k.prefix, "user": name, "role": k.role,
-             "revoked": k.revoked, "created_at": k.created_at} for k, name in rows]
-
+# -- audit ------------------------------------------------------------------------------
 
 def audit(s: Session, actor: str, action: str, target: str, outcome: str,
           detail: str = "") -> None:

@@ -1,0 +1,79 @@
+"""Admin routes under /api/v2: API keys and the audit log.
+
+Every refusal here is recorded, reads included: who tried to list keys or read the audit
+log matters as much as who changed them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from icefloe.auth import keys as api_keys
+from icefloe.auth.cache import KeyCache
+from icefloe.auth.middleware import actor, principal_of
+from icefloe.errors import ForbiddenError
+from icefloe.store import repo
+from icefloe.store.db import Database
+
+
+class KeyIn(BaseModel):
+    """Create an API key for a user with a role."""
+
+    user: str
+    role: str = "viewer"
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def add_admin_routes(router: APIRouter, database: Database, keys: KeyCache) -> None:
+    """Register the keys and audit routes on the /api/v2 router."""
+
+    def require_admin(request: Request, what: str) -> None:
+        principal = principal_of(request.scope)
+        if principal is None or not principal.is_admin:
+            with database.session() as s:
+                repo.audit(s, actor(request.scope), what, request.url.path, "denied",
+                           f"role {principal.role if principal else 'none'}")
+            raise ForbiddenError("this key's role may not do that")
+
+    @router.get("/keys")
+    def list_keys(request: Request) -> dict[str, Any]:
+        require_admin(request, "key.list")
+        with database.session() as s:
+            rows = api_keys.list_api_keys(s)
+        return {"keys": [{**k, "created_at": _time(k["created_at"])} for k in rows]}
+
+    @router.post("/keys", status_code=201)
+    def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
+        require_admin(request, "key.create")
+        with database.session() as s:
+            key, secret = api_keys.create_api_key(s, body.user, body.role)
+            repo.audit(s, actor(request.scope), "key.create", f"key/{key.prefix}", "ok",
+                       body.role)
+            return {"id": key.id, "prefix": key.prefix, "user": body.user, "role": key.role,
+                    "api_key": secret}
+
+    @router.delete("/keys/{key_id}", status_code=204)
+    def revoke_key(key_id: str, request: Request) -> None:
+        require_admin(request, "key.revoke")
+        with database.session() as s:
+            api_keys.revoke_api_key(s, key_id)
+            repo.audit(s, actor(request.scope), "key.revoke", f"key/{key_id}", "ok")
+        keys.clear()
+
+    @router.get("/audit")
+    def audit_events(request: Request, page_size: int = Query(100),
+                     page_token: str | None = None) -> dict[str, Any]:
+        require_admin(request, "audit.read")
+        with database.session() as s:
+            rows, token = repo.list_audit(s, page_size=page_size, page_token=page_token)
+            return {"events": [{"id": e.id, "at": _time(e.at), "actor": e.actor,
+                                "action": e.action, "target": e.target, "outcome": e.outcome,
+                                "detail": e.detail} for e in rows],
+                    "next_page_token": token}

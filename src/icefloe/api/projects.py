@@ -1,0 +1,277 @@
+"""Projects, jobs and runs under /api/v2 in CML's shapes.
+
+A run token reaches only its own project: other projects answer 404, as if they did not
+exist, and it may not create projects.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from icefloe.auth.middleware import actor, principal_of
+from icefloe.config import Settings
+from icefloe.errors import ForbiddenError, NotFoundError
+from icefloe.jobs import folders, vault
+from icefloe.jobs.runner import Runner
+from icefloe.store import repo
+from icefloe.store.db import Database
+from icefloe.store.models import Job, Project, Run
+
+MAX_LOG_CHUNK = 1 << 20
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def project_json(p: Project) -> dict[str, Any]:
+    """A project in the CML shape."""
+    return {"id": p.id, "name": p.name, "description": p.description, "path": p.path,
+            "created_at": _time(p.created_at), "updated_at": _time(p.updated_at)}
+
+
+def job_json(j: Job) -> dict[str, Any]:
+    """A job in the CML shape (``parent_id`` as CML names it, ``parent_job_id`` as created).
+
+    Secret variables are listed by name only; their values never leave the server.
+    """
+    return {"id": j.id, "project_id": j.project_id, "name": j.name, "script": j.script,
+            "kernel": j.kernel, "arguments": j.arguments, "environment": j.environment,
+            "secret_environment": vault.masked(j.secret_environment),
+            "cpu": j.cpu, "memory": j.memory, "timeout": j.timeout, "retries": j.retries,
+            "parent_id": j.parent_job_id or "", "parent_job_id": j.parent_job_id or "",
+            "schedule": j.schedule, "paused": j.paused, "created_by": j.created_by,
+            "created_at": _time(j.created_at), "updated_at": _time(j.updated_at)}
+
+
+def run_json(r: Run) -> dict[str, Any]:
+    """A run in the CML shape."""
+    return {"id": r.id, "job_id": r.job_id, "project_id": r.project_id, "status": r.status,
+            "trigger": r.trigger, "triggered_by": r.triggered_by, "run_as": r.run_as,
+            "parent_run_id": r.parent_run_id or "", "attempt": r.attempt,
+            "exit_code": r.exit_code, "reason": r.reason,
+            "created_at": _time(r.created_at), "scheduling_at": _time(r.created_at),
+            "starting_at": _time(r.started_at), "running_at": _time(r.started_at),
+            "finished_at": _time(r.ended_at)}
+
+
+class ProjectIn(BaseModel):
+    """Create a project."""
+
+    name: str
+    description: str = ""
+    path: str | None = Field(None, description="A folder inside the projects root (relative "
+                                               "paths are resolved against it); default: "
+                                               "a new folder named after the project")
+
+
+class JobIn(BaseModel):
+    """Create a job (CML field names)."""
+
+    name: str
+    script: str
+    kernel: str = "python3"
+    arguments: str = ""
+    environment: dict[str, str] = Field(default_factory=dict)
+    secret_environment: dict[str, str] = Field(
+        default_factory=dict, description="Variables only the run sees; stored encrypted and "
+                                          "never returned (listed by name)")
+    cpu: int = 1
+    memory: int = 1
+    timeout: int = 0
+    retries: int = 0
+    parent_job_id: str | None = None
+    schedule: str = ""
+    paused: bool = False
+
+
+class JobPatch(BaseModel):
+    """Change some fields of a job."""
+
+    name: str | None = None
+    script: str | None = None
+    kernel: str | None = None
+    arguments: str | None = None
+    environment: dict[str, str] | None = None
+    secret_environment: dict[str, str] | None = None
+    cpu: int | None = None
+    memory: int | None = None
+    timeout: int | None = None
+    retries: int | None = None
+    parent_job_id: str | None = None
+    schedule: str | None = None
+    paused: bool | None = None
+
+
+def _reachable(s: Session, request: Request, project_id: str) -> Project:
+    """The project, or 404 when it does not exist or the caller may not see it."""
+    principal = principal_of(request.scope)
+    if principal is not None and not principal.reaches(project_id):
+        raise NotFoundError(f"project {project_id!r} does not exist")
+    return repo.get_project(s, project_id)
+
+
+def _job_fields(body: BaseModel, settings: Settings, *, exclude_unset: bool) -> dict[str, Any]:
+    fields = body.model_dump(exclude_unset=exclude_unset)
+    if fields.get("secret_environment") is not None:
+        fields["secret_environment"] = vault.seal(settings, fields["secret_environment"])
+    elif "secret_environment" in fields:
+        del fields["secret_environment"]
+    return fields
+
+
+def add_project_routes(router: APIRouter, database: Database, settings: Settings,
+                       runner: Runner) -> None:
+    """Register the projects, jobs and runs routes on the /api/v2 router."""
+
+    @router.get("/projects")
+    def list_projects(request: Request, search: str | None = None,
+                      page_size: int = Query(100), page_token: str | None = None
+                      ) -> dict[str, Any]:
+        principal = principal_of(request.scope)
+        with database.session() as s:
+            rows, token = repo.list_projects(
+                s, search=search, page_size=page_size, page_token=page_token,
+                only=principal.project_id if principal else None)
+            return {"projects": [project_json(p) for p in rows], "next_page_token": token}
+
+    @router.post("/projects", status_code=201)
+    def create_project(body: ProjectIn, request: Request) -> dict[str, Any]:
+        principal = principal_of(request.scope)
+        if principal is not None and principal.run_id is not None:
+            raise ForbiddenError("a job run may not create projects")
+        repo.valid_name("project", body.name)
+        path, made = folders.project_folder(settings, body.name, body.path)
+        try:
+            with database.session() as s:
+                project = repo.create_project(s, body.name, str(path), body.description)
+                repo.audit(s, actor(request.scope), "project.create",
+                           f"project/{project.id}", "ok", str(path))
+                return project_json(project)
+        except BaseException:
+            if made:  # the folder was made for this project: do not leave it behind
+                folders.remove_empty(path)
+            raise
+
+    @router.get("/projects/{project_id}")
+    def get_project(project_id: str, request: Request) -> dict[str, Any]:
+        with database.session() as s:
+            return project_json(_reachable(s, request, project_id))
+
+    @router.delete("/projects/{project_id}", status_code=204)
+    def delete_project(project_id: str, request: Request) -> None:
+        principal = principal_of(request.scope)
+        if principal is not None and principal.run_id is not None:
+            raise ForbiddenError("a job run may not delete projects")
+        with database.session() as s:
+            project = _reachable(s, request, project_id)
+            repo.delete_project(s, project.id)
+            repo.audit(s, actor(request.scope), "project.delete", f"project/{project_id}",
+                       "ok", project.name)
+
+    @router.get("/projects/{project_id}/jobs")
+    def list_jobs(project_id: str, request: Request, search: str | None = None,
+                  page_size: int = Query(100), page_token: str | None = None
+                  ) -> dict[str, Any]:
+        with database.session() as s:
+            _reachable(s, request, project_id)
+            rows, token = repo.list_jobs(s, project_id, search=search, page_size=page_size,
+                                         page_token=page_token)
+            return {"jobs": [job_json(j) for j in rows], "next_page_token": token}
+
+    @router.post("/projects/{project_id}/jobs", status_code=201)
+    def create_job(project_id: str, body: JobIn, request: Request) -> dict[str, Any]:
+        fields = _job_fields(body, settings, exclude_unset=False)
+        principal = principal_of(request.scope)
+        with database.session() as s:
+            _reachable(s, request, project_id)
+            job = repo.create_job(s, project_id, fields,
+                                  created_by=principal.user if principal else "")
+            repo.audit(s, actor(request.scope), "job.create", f"job/{job.id}", "ok", job.name)
+            return job_json(job)
+
+    @router.get("/projects/{project_id}/jobs/{job_id}")
+    def get_job(project_id: str, job_id: str, request: Request) -> dict[str, Any]:
+        with database.session() as s:
+            _reachable(s, request, project_id)
+            return job_json(repo.get_job(s, project_id, job_id))
+
+    @router.patch("/projects/{project_id}/jobs/{job_id}")
+    def update_job(project_id: str, job_id: str, body: JobPatch,
+                   request: Request) -> dict[str, Any]:
+        fields = _job_fields(body, settings, exclude_unset=True)
+        with database.session() as s:
+            _reachable(s, request, project_id)
+            job = repo.update_job(s, project_id, job_id, fields)
+            repo.audit(s, actor(request.scope), "job.update", f"job/{job.id}", "ok")
+            return job_json(job)
+
+    @router.delete("/projects/{project_id}/jobs/{job_id}", status_code=204)
+    def delete_job(project_id: str, job_id: str, request: Request) -> None:
+        with database.session() as s:
+            _reachable(s, request, project_id)
+            repo.delete_job(s, project_id, job_id)
+            repo.audit(s, actor(request.scope), "job.delete", f"job/{job_id}", "ok")
+
+    @router.post("/projects/{project_id}/jobs/{job_id}/runs", status_code=201)
+    def create_run(project_id: str, job_id: str, request: Request) -> dict[str, Any]:
+        principal = principal_of(request.scope)
+        with database.session() as s:
+            _reachable(s, request, project_id)
+            job = repo.get_job(s, project_id, job_id)
+            run = repo.create_run(s, job, "api", actor(request.scope),
+                                  run_as=principal.user if principal else "")
+            repo.audit(s, actor(request.scope), "run.create", f"run/{run.id}", "ok", job.name)
+            return run_json(run)
+
+    @router.get("/projects/{project_id}/jobs/{job_id}/runs")
+    def list_runs(project_id: str, job_id: str, request: Request,
+                  page_size: int = Query(100), page_token: str | None = None
+                  ) -> dict[str, Any]:
+        with database.session() as s:
+            _reachable(s, request, project_id)
+            rows, token = repo.list_runs(s, project_id, job_id, page_size=page_size,
+                                         page_token=page_token)
+            return {"job_runs": [run_json(r) for r in rows], "next_page_token": token}
+
+    @router.post("/projects/{project_id}/jobs/{job_id}/runs/{run_id}:stop",
+                 operation_id="stop_run_cml")
+    @router.post("/projects/{project_id}/jobs/{job_id}/runs/{run_id}/stop",
+                 operation_id="stop_run")
+    def stop_run(project_id: str, job_id: str, run_id: str, request: Request) -> dict[str, Any]:
+        with database.session() as s:
+            _reachable(s, request, project_id)
+            repo.get_run(s, project_id, job_id, run_id)
+        stopped = runner.stop(run_id, reason=f"stopped by {actor(request.scope)}")
+        with database.session() as s:
+            repo.audit(s, actor(request.scope), "run.stop", f"run/{run_id}",
+                       "ok" if stopped else "already ended")
+            return run_json(repo.get_run(s, project_id, job_id, run_id))
+
+    @router.get("/projects/{project_id}/jobs/{job_id}/runs/{run_id}")
+    def get_run(project_id: str, job_id: str, run_id: str, request: Request) -> dict[str, Any]:
+        with database.session() as s:
+            _reachable(s, request, project_id)
+            return run_json(repo.get_run(s, project_id, job_id, run_id))
+
+    @router.get("/projects/{project_id}/jobs/{job_id}/runs/{run_id}/logs")
+    def run_logs(project_id: str, job_id: str, run_id: str, request: Request,
+                 offset: int = Query(0, ge=0)) -> dict[str, Any]:
+        with database.session() as s:
+            _reachable(s, request, project_id)
+            run = repo.get_run(s, project_id, job_id, run_id)
+            path = runner.log_path(run)
+            status = run.status
+        data = b""
+        if path.is_file():
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read(MAX_LOG_CHUNK)
+        return {"run_id": run_id, "status": status, "offset": offset,
+                "next_offset": offset + len(data),
+                "content": data.decode("utf-8", errors="replace")}

@@ -1,0 +1,124 @@
+"""API keys and run tokens in the platform store.
+
+An API key (``ifk_<prefix>_<secret>``) belongs to a user and carries a role. A run token
+(``ifr_<prefix>_<secret>``) is made when a job run starts and deleted when it ends: it acts
+as the user who triggered the run, inside the run's project only, and is refused once the
+run is no longer active or its lifetime is over. Only salted hashes are stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from icefloe.auth import digests
+from icefloe.auth.principals import ROLES, Principal, run_role
+from icefloe.errors import InvalidInputError, NotFoundError
+from icefloe.jobs import states
+from icefloe.store.models import ApiKey, Run, RunToken, User
+from icefloe.store.repo import new_id, now, valid_name
+
+RUN_TOKEN_GRACE = timedelta(minutes=10)
+RUN_TOKEN_MAX_LIFE = timedelta(hours=24)
+
+
+def create_api_key(s: Session, user_name: str, role: str) -> tuple[ApiKey, str]:
+    """Create a key (and its user if new). Returns the row and the secret, shown only once."""
+    if role not in ROLES:
+        raise InvalidInputError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    valid_name("user", user_name)
+    user = s.scalar(select(User).where(User.name == user_name))
+    if user is None:
+        user = User(id=new_id(), name=user_name, role=role, created_at=now())
+        s.add(user)
+        s.flush()
+    presented, prefix, salt, stored = digests.new_secret("ifk")
+    key = ApiKey(id=new_id(), prefix=prefix, secret_hash=stored, salt=salt, user_id=user.id,
+                 role=role, revoked=False, created_at=now())
+    s.add(key)
+    s.flush()
+    return key, presented
+
+
+def _verify_api_key(s: Session, prefix: str, secret: str) -> Principal | None:
+    key = s.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if not digests.matches(key.secret_hash if key else None, key.salt if key else None,
+                           secret) or key is None or key.revoked:
+        return None
+    user = s.get(User, key.user_id)
+    return Principal(user.name if user else "?", key.role, key.id)
+
+
+def revoke_api_key(s: Session, key_id: str) -> None:
+    """Revoke a key by id (or prefix)."""
+    key = s.get(ApiKey, key_id) or s.scalar(select(ApiKey).where(ApiKey.prefix == key_id))
+    if key is None:
+        raise NotFoundError(f"API key {key_id!r} does not exist")
+    key.revoked = True
+
+
+def list_api_keys(s: Session) -> list[dict[str, Any]]:
+    """Keys without their secrets."""
+    rows = s.execute(select(ApiKey, User.name).join(User, User.id == ApiKey.user_id)
+                     .order_by(ApiKey.created_at))
+    return [{"id": k.id, "prefix": k.prefix, "user": name, "role": k.role,
+             "revoked": k.revoked, "created_at": k.created_at} for k, name in rows]
+
+
+def user_role(s: Session, user_name: str) -> str:
+    """The highest role any live key of a user has ("viewer" if none)."""
+    roles = set(s.scalars(select(ApiKey.role).join(User, User.id == ApiKey.user_id).where(
+        User.name == user_name, ApiKey.revoked.is_(False))))
+    return next((r for r in ROLES if r in roles), "viewer")
+
+
+# -- run tokens ---------------------------------------------------------------------------
+
+def issue_run_token(s: Session, run: Run, timeout_s: int) -> str:
+    """Make the token of a starting run; returns the secret, which only the run sees.
+
+    Its life is the job's timeout (24 h without one) plus a grace period, and it ends as
+    soon as the run does (:func:`end_run_token`).
+    """
+    life = timedelta(seconds=timeout_s) if timeout_s else RUN_TOKEN_MAX_LIFE
+    presented, prefix, salt, stored = digests.new_secret("ifr")
+    s.execute(delete(RunToken).where(RunToken.run_id == run.id))
+    s.add(RunToken(run_id=run.id, prefix=prefix, secret_hash=stored, salt=salt,
+                   user=run.run_as or "system", role=run_role(user_role(s, run.run_as)),
+                   project_id=run.project_id,
+                   expires_at=now() + min(life, RUN_TOKEN_MAX_LIFE) + RUN_TOKEN_GRACE))
+    s.flush()
+    return presented
+
+
+def end_run_token(s: Session, run_id: str) -> None:
+    """Forget a run's token: from now on it is refused."""
+    s.execute(delete(RunToken).where(RunToken.run_id == run_id))
+
+
+def _verify_run_token(s: Session, prefix: str, secret: str) -> Principal | None:
+    token = s.scalar(select(RunToken).where(RunToken.prefix == prefix))
+    if not digests.matches(token.secret_hash if token else None,
+                           token.salt if token else None, secret) or token is None:
+        return None
+    expires = token.expires_at if token.expires_at.tzinfo else token.expires_at.replace(
+        tzinfo=UTC)
+    status = s.scalar(select(Run.status).where(Run.id == token.run_id))
+    if expires < datetime.now(UTC) or status not in states.ACTIVE:
+        return None
+    return Principal(token.user, token.role, f"run/{token.run_id}", token.project_id,
+                     token.run_id)
+
+
+def verify(s: Session, presented: str) -> Principal | None:
+    """The principal of a presented API key or run token, or None (unknown, malformed,
+    revoked, expired, or the run has ended)."""
+    for kind, check in (("ifk", _verify_api_key), ("ifr", _verify_run_token)):
+        parts = digests.split(presented, kind)
+        if parts is not None:
+            return check(s, *parts)
+    digests.waste_time(presented)
+    return None
