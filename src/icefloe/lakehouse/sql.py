@@ -2,15 +2,16 @@
 
 Tables are referred to as ``namespace.table``. Each table the query names becomes a DuckDB
 view (in a schema of the same name, so ordinary SQL works unchanged) over the Parquet files
-of its current snapshot, or of the snapshot/tag it is pinned to. The files are handed to
-DuckDB as Arrow datasets, one per file layout, so DuckDB pushes projections and filters into
-the scan and streams; files written under older schemas are mapped by field id as in the
-Spark bridge.
+of its current snapshot, or of the snapshot/tag it is pinned to. DuckDB reads the files
+itself (its own Parquet reader: projections, filters and statistics pushed down, streaming);
+files written under older schemas are mapped by field id as in the Spark bridge.
 
-DuckDB itself gets no file access: external access is off with no allowed folders, so a
-query cannot read, write or attach any file (``COPY ... TO``, ``read_csv``, ``ATTACH``,
-``INSTALL``), the table's own data files included. Only its temporary folder stays
-reachable, and that is a fresh private folder per query, deleted afterwards.
+The query is read-only over exactly those files, by two locks: only ``SELECT`` (and
+``EXPLAIN``) statements run, so nothing is written (no ``COPY ... TO``, ``ATTACH``,
+``INSTALL``, ``EXPORT`` or ``SET``); and external access is off with the snapshots' data
+files as the only allowed paths (files, not folders), so no other file can be read or
+written, the working directory and the tables' other files included. DuckDB's temporary
+folder is a fresh private folder per query, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from collections.abc import Mapping
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
-from pyarrow import fs
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.types import (
     BinaryType,
@@ -102,17 +101,13 @@ def _duckdb_type(t: IcebergType) -> str | None:
     return _DUCKDB_TYPES.get(type(t))
 
 
-def view_sql(files: SnapshotFiles, prefix: str) -> tuple[str, dict[str, ds.Dataset]] | None:
+def view_sql(files: SnapshotFiles) -> tuple[str, list[str]] | None:
     """SQL that reads a snapshot's Parquet files in DuckDB, mapped onto the snapshot schema.
 
-    Each group of files with one layout becomes an Arrow dataset named ``{prefix}_{n}``
-    (with the layout's schema, so no footer is read again); the SQL selects from those
-    names, which the caller registers with DuckDB.
-
     Returns:
-        The SQL and the datasets it reads, or None when the files cannot be read this way
-        (delete files, remote storage, nested types, no files); the caller then hands DuckDB
-        the rows PyIceberg read.
+        The SQL and the local files it reads, or None when DuckDB cannot read the files
+        itself (delete files, remote storage, nested types, no files); the caller then hands
+        DuckDB the rows PyIceberg read.
     """
     if files.has_deletes or not files.groups:
         return None
@@ -122,26 +117,20 @@ def view_sql(files: SnapshotFiles, prefix: str) -> tuple[str, dict[str, ds.Datas
         if sql_type is None:
             return None
         types[f.field_id] = sql_type
-    local = fs.LocalFileSystem()
-    parts = []
-    sources: dict[str, ds.Dataset] = {}
-    for n, (layout, paths) in enumerate(files.groups.items()):
+    parts, read = [], []
+    for layout, paths in files.groups.items():
         if any("://" in p and not p.startswith("file://") for p in paths):
             return None
-        source_name = f"{prefix}_{n}"
-        sources[source_name] = ds.dataset(
-            [p.removeprefix("file://") for p in paths],
-            schema=pa.schema([pa.field(c.name, c.type) for c in layout]),
-            format="parquet",
-            filesystem=local,
-        )
+        local = [p.removeprefix("file://") for p in paths]
+        read += local
+        listed = ", ".join("'" + p.replace("'", "''") + "'" for p in local)
         columns = []
         for f in files.schema.fields:
             source = source_column(layout, f.field_id, f.name)
             expr = "NULL" if source is None else _quote(source.name)
             columns.append(f"CAST({expr} AS {types[f.field_id]}) AS {_quote(f.name)}")
-        parts.append(f"SELECT {', '.join(columns)} FROM {_quote(source_name)}")
-    return "\nUNION ALL\n".join(parts), sources
+        parts.append(f"SELECT {', '.join(columns)} FROM read_parquet([{listed}])")
+    return "\nUNION ALL\n".join(parts), read
 
 
 def _expose(
@@ -150,8 +139,12 @@ def _expose(
     name: TableName,
     ref: Pin | None,
     alias: str,
-) -> None:
-    """Create the view ``namespace.table`` in DuckDB for the snapshot the query reads."""
+) -> list[str]:
+    """Create the view ``namespace.table`` in DuckDB for the snapshot the query reads.
+
+    Returns:
+        The data files the view reads (none when the rows were handed over as Arrow).
+    """
     table = load_table(catalog, name)
     snap = resolve_snapshot(
         table,
@@ -159,18 +152,35 @@ def _expose(
         tag=ref if isinstance(ref, str) else None,
     )
     files = plan_snapshot_files(table, snap.snapshot_id) if snap else None
-    view = view_sql(files, alias) if files else None
+    view = view_sql(files) if files else None
+    read: list[str] = []
     if view is None:
         data = read_arrow(catalog, str(name), snapshot_id=snap.snapshot_id if snap else None)
         con.register(alias, data)
         body = f"SELECT * FROM {alias}"
     else:
-        body, sources = view
-        for source_name, dataset in sources.items():
-            con.register(source_name, dataset)
+        body, read = view
     # Namespace and table names were validated as plain identifiers.
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{name.namespace}"')
     con.execute(f'CREATE VIEW "{name.namespace}"."{name.table}" AS {body}')
+    return read
+
+
+READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+
+
+def _only_reads(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse a query with any statement that is not a SELECT (or EXPLAIN of one)."""
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        text = str(exc).strip()
+        raise QueryError(f"SQL error: {text.splitlines()[0] if text else exc!r}") from exc
+    for statement in statements:
+        if statement.type not in READ_ONLY:
+            kind = str(statement.type).rsplit(".", 1)[-1]
+            raise QueryError(f"SQL error: only SELECT queries run here; this query has a "
+                             f"{kind} statement")
 
 
 def run_sql(
@@ -206,12 +216,13 @@ def run_sql(
         con = duckdb.connect(database=":memory:", config={"temp_directory": temp})
         try:
             con.execute("SET TimeZone = 'UTC'")
+            _only_reads(con, query)
+            read: list[str] = []
             for i, name in enumerate(tables):
-                _expose(con, catalog, name, pinned.get(name), f"__icefloe_table_{i}")
-            # The query reads the registered Arrow datasets and nothing else: no file
-            # access at all (no read, COPY ... TO, ATTACH or INSTALL, the tables' own data
-            # files included; this also turns off scans of Python variables), and no way to
-            # switch this back on.
+                read += _expose(con, catalog, name, pinned.get(name), f"__icefloe_table_{i}")
+            # The snapshot's files, by exact path, are all DuckDB may open (reads only: the
+            # statements were checked above); no way to switch this back on.
+            con.execute("SET allowed_paths = $paths", {"paths": sorted(set(read))})
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
             try:
