@@ -40,15 +40,9 @@ def _reachable_by_the_job_user(tmp_path: Path) -> None:
 def _interpreter_reachable_by_the_job_user() -> None:
     """The job user runs icefloe's interpreter; a pyenv Python under /root (0700) is out of
     its reach, as `icefloe doctor` says. Let it traverse the folders on the way (as root)."""
-    if os.geteuid() != 0:
-        return
-    import icefloe
+    from icefloe.home import let_jobs_reach_python
 
-    for target in (Path(sys.executable).resolve(), Path(icefloe.__file__).resolve()):
-        for folder in target.parents:
-            mode = folder.stat().st_mode & 0o7777
-            if not mode & 0o001:
-                folder.chmod(mode | 0o001)
+    let_jobs_reach_python()
 
 
 @pytest.fixture

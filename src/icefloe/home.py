@@ -69,6 +69,61 @@ def job_identity(settings: Settings) -> JobIdentity | None:
     return JobIdentity(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
 
+def unreachable(path: Path, ident: JobIdentity) -> str | None:
+    """Why ``ident`` cannot read ``path`` (a folder on the way it may not enter), or None.
+
+    Symlinks are followed: the real file and every folder above it must be reachable.
+    """
+    path = path.resolve()
+    for part in [*reversed(path.parents), path]:
+        try:
+            st = part.stat()
+        except OSError as exc:
+            return f"{part}: {exc.strerror}"
+        mode = st.st_mode
+        need = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH) if stat.S_ISDIR(mode) else \
+            (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
+        bit = need[0] if st.st_uid == ident.uid else need[1] if st.st_gid == ident.gid \
+            else need[2]
+        if not mode & bit:
+            return f"{part} is mode {stat.S_IMODE(mode):o}, owner {st.st_uid}, group {st.st_gid}"
+    return None
+
+
+def create_file(path: Path, mode: int = 0o666) -> None:
+    """Make an empty file (and its folders) if it is missing, with ``mode`` under the umask.
+
+    SQLite makes database files 0644 before the umask, and its -wal/-shm files copy that
+    mode: a database the job group must write is made here first, group-writable.
+    """
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+
+
+def let_jobs_reach_python() -> list[str]:
+    """As root, let other users pass through (not list) the folders above icefloe's Python
+    and package, so the job user can run them (a pyenv Python under /root, mode 0700, is
+    otherwise out of its reach). Returns the folders changed; nothing when not root.
+    """
+    if os.geteuid() != 0:
+        return []
+    import sys
+
+    import icefloe
+
+    changed = []
+    for target in (Path(sys.executable).resolve(), Path(icefloe.__file__).resolve()):
+        for folder in target.parents:
+            mode = stat.S_IMODE(folder.stat().st_mode)
+            if not mode & 0o001:
+                os.chmod(folder, mode | 0o001)
+                changed.append(f"{folder} {mode:o} -> {mode | 0o001:o}")
+    return changed
+
+
 def umask_for(settings: Settings) -> int:
     """The umask icefloe's processes use: nothing for others, the group only when shared."""
     try:

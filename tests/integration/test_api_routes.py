@@ -33,3 +33,33 @@ def test_every_route_needs_a_key_unless_public(tmp_path: Path) -> None:
             assert status == 200, (method, path)
         else:
             assert status == 401, (method, path, status)
+
+
+def test_slash_redirects_are_paths_and_two_authorization_headers_are_refused(
+        tmp_path: Path) -> None:
+    from icefloe.auth import keys as api_keys
+
+    app = create_app(load_settings(env={}, home=tmp_path), start_runner=False)
+    with app.state.db.session() as s:
+        _, key = api_keys.create_api_key(s, "admin", "admin")
+
+    async def probe() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            good = {"Authorization": f"Bearer {key}"}
+            return [
+                await client.get("/api/v2/projects/?page_size=5",
+                                 headers={**good, "Host": "evil.example"}),
+                await client.get("/api/v2/projects", headers=[
+                    ("Authorization", f"Bearer {key}"), ("Authorization", "Bearer other")]),
+                await client.post("/model", json={"accessKey": "m", "request": {}}, headers=[
+                    ("Authorization", f"Bearer {key}"), ("Authorization", "Bearer other")]),
+                await client.get("/api/v2/no/such/route", headers=good),
+            ]
+
+    slash, two, two_model, missing = asyncio.run(probe())
+    assert slash.status_code == 307
+    assert slash.headers["location"] == "/api/v2/projects?page_size=5"  # a path, no host
+    assert two.status_code == 422 and "more than one Authorization" in two.text
+    assert two_model.status_code == 422 and "more than one Authorization" in two_model.text
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFoundError"

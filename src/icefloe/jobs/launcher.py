@@ -21,8 +21,11 @@ WATCH_EVERY_S = 0.5
 
 
 def _stop_group() -> None:
-    """SIGTERM everything in this process group, then SIGKILL what is left (this one too)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """SIGTERM everything in this process group, then SIGKILL what is left (this one too).
+
+    Runs in the watcher thread: the launcher's own SIGTERM handler (main thread) only
+    forwards the signal to the command, so the launcher lives on to send the SIGKILL.
+    """
     os.killpg(0, signal.SIGTERM)
     time.sleep(GRACE_S)
     os.killpg(0, signal.SIGKILL)
@@ -44,15 +47,21 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
 
+    orphaned = threading.Event()
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(WATCH_EVERY_S)
+        orphaned.set()
         print("icefloe: the control plane went away; stopping this run", file=sys.stderr,
               flush=True)
         _stop_group()
 
-    threading.Thread(target=watch, daemon=True).start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     code = child.wait()
+    if orphaned.is_set():  # stay until the SIGKILL, or what ignores SIGTERM would live on
+        watcher.join()
     if code < 0:  # end the way the command ended, so the runner sees the same signal
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)

@@ -19,7 +19,6 @@ import os
 import shlex
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from sqlalchemy.orm import Session
 from icefloe.auth import keys
 from icefloe.config import Settings
 from icefloe.errors import IcefloeError
-from icefloe.home import JobIdentity, job_identity
+from icefloe.home import job_identity, unreachable
 from icefloe.jobs import folders, launcher, states, vault
 from icefloe.jobs.environment import run_environment
 from icefloe.store import repo
@@ -76,27 +75,6 @@ def _kill_group(pid: int, grace: float = KILL_GRACE_S) -> None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-
-
-def unreachable(path: Path, ident: JobIdentity) -> str | None:
-    """Why ``ident`` cannot read ``path`` (a folder on the way it may not enter), or None.
-
-    Symlinks are followed: the real file and every folder above it must be reachable.
-    """
-    path = path.resolve()
-    for part in [*reversed(path.parents), path]:
-        try:
-            st = part.stat()
-        except OSError as exc:
-            return f"{part}: {exc.strerror}"
-        mode = st.st_mode
-        need = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH) if stat.S_ISDIR(mode) else \
-            (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
-        bit = need[0] if st.st_uid == ident.uid else need[1] if st.st_gid == ident.gid \
-            else need[2]
-        if not mode & bit:
-            return f"{part} is mode {stat.S_IMODE(mode):o}, owner {st.st_uid}, group {st.st_gid}"
-    return None
 
 
 def _aware(value: datetime) -> datetime:

@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 
 from icefloe.config import Settings
 from icefloe.errors import ConflictError, NoSuchNamespaceError, NoSuchTableError
+from icefloe.home import create_file
 from icefloe.lakehouse.names import TableName, parse_table_name, validate_namespace
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def _prepare_sqlite(uri: str) -> str:
     url = make_url(uri)
     if url.database and url.database != ":memory:":
         path = Path(url.database)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_file(path)  # group-writable when the lake is shared with the job user
 
         def set_wal() -> None:
             with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as conn:

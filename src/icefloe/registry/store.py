@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from icefloe.config import Settings
 from icefloe.errors import ConflictError, NotFoundError
+from icefloe.home import create_file
 from icefloe.registry.lineage import LINEAGE_ARTIFACT, TAG_PREFIX, Lineage
 from icefloe.registry.refs import ModelRef, parse_model_ref, validate_alias, validate_model_name
 
@@ -52,7 +53,7 @@ class ModelRegistry:
 
         self.uri = settings.resolved_mlflow_uri
         if self.uri.startswith("sqlite:///"):
-            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            create_file(Path(self.uri.removeprefix("sqlite:///")))
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_registry_uri(self.uri)
         self.client: MlflowClient = mlflow.MlflowClient(self.uri, self.uri)
