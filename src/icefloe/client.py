@@ -103,6 +103,10 @@ class Client:
         """One project."""
         return self._call("GET", f"/projects/{project_id}")
 
+    def delete_project(self, project_id: str) -> None:
+        """Delete a project with its jobs and runs (its folder stays on disk)."""
+        self._call("DELETE", f"/projects/{project_id}")
+
     def project(self, name_or_id: str) -> dict[str, Any]:
         """A project by exact name, or by id."""
         for project in self.list_projects(search=name_or_id):
@@ -116,8 +120,12 @@ class Client:
 
     def create_job(self, project_id: str, name: str, script: str,
                    **fields: Any) -> dict[str, Any]:
-        """Create a job (fields: arguments, environment, timeout, retries, parent_job_id,
-        schedule, kernel, cpu, memory)."""
+        """Create a job (fields: arguments, environment, secret_environment, timeout, retries,
+        parent_job_id, schedule, kernel, cpu, memory).
+
+        ``secret_environment`` values are stored encrypted; the API answers with their names
+        only (``{"NAME": "***"}``).
+        """
         return self._call("POST", f"/projects/{project_id}/jobs",
                           json={"name": name, "script": script, **fields})
 

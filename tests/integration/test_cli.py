@@ -158,3 +158,39 @@ def test_a_missing_option_is_a_usage_error(tmp_path: Path) -> None:
     proc = run_cli(["train", "--label", "loan_status"], tmp_path / "home")
     assert proc.returncode == 2 and "Missing option '--table'" in proc.stderr
     assert "internal error" not in proc.stderr
+
+
+MARKUP = ("[/x]", "[bold red]", "[link=file:///etc/passwd]y[/link]", "a\\")
+
+
+def test_markup_in_data_names_and_errors_prints_as_text(tmp_path: Path) -> None:
+    """Rich markup in values, column names and echoed input is text, never interpreted."""
+    home = tmp_path / "home"
+    data = tmp_path / "marks.csv"
+    data.write_text('id,"[bold red]","[/x]"\n1,[/x],[bold red]\n'
+                    '2,"[link=file:///etc/passwd]y[/link]","a\\"\n')
+    run_cli(["table", "load", "lending.marks", str(data)], home, check=True)
+    for args in (["table", "show", "lending.marks"],
+                 ["sql", "SELECT * FROM lending.marks ORDER BY id"],
+                 ["sql", "SELECT '[/x]' AS \"[bold red]\", NULL AS \"[/dim]\""]):
+        proc = run_cli(args, home)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+        for text in ("[/x]", "[bold red]"):
+            assert text in proc.stdout, (args, proc.stdout)
+    shown = run_cli(["table", "show", "lending.marks"], home).stdout
+    for text in MARKUP:
+        assert text in shown
+    assert "\x1b" not in shown  # nothing was turned into a style or a link
+
+    for args, code, fragment in (
+        (["table", "show", "[/x]"], 2, "invalid table name '[/x]'"),
+        (["table", "show", "lending.[bold red]"], 2, "'[bold red]'"),
+        (["table", "tag", "lending.marks", "[/x]"], 2, "[/x]"),
+        (["sql", 'SELECT * FROM "[/x]"'], 2, "[/x]"),
+        (["table", "load", "lending.marks", str(tmp_path / "[/x].csv")], 4, "[/x].csv"),
+    ):
+        proc = run_cli(args, home)
+        assert proc.returncode == code, (args, proc.stderr)
+        assert fragment in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and "MarkupError" not in proc.stderr

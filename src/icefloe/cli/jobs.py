@@ -1,22 +1,25 @@
 """``icefloe project ...`` and ``icefloe job ...``: the control plane from the shell.
 
-These commands talk HTTP to a running ``icefloe up`` (``--url``/``$ICEFLOE_URL``, with
-``--api-key``/``$ICEFLOE_API_KEY``). Projects and jobs can be named or given by id.
+These commands talk HTTP to a running ``icefloe up`` (``--url``/``$ICEFLOE_URL``; the API key
+from ``$ICEFLOE_API_KEY``, ``--api-key-file`` or ``--api-key -``, see
+:mod:`icefloe.cli.remote`). Projects and jobs can be named or given by id.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
 import typer
 
 from icefloe.cli.output import err_console, print_json, print_rows, success
-from icefloe.client import TERMINAL, Client
+from icefloe.cli.remote import JSON, KEY, KEY_FILE, URL, connect
+from icefloe.client import TERMINAL
+from icefloe.errors import InvalidInputError
+from icefloe.jobs.environment import check_variables
 
-JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
-URL = typer.Option(None, "--url", envvar="ICEFLOE_URL", help="Control plane URL.")
-KEY = typer.Option(None, "--api-key", envvar="ICEFLOE_API_KEY", help="API key.")
 RUN_COLUMNS = ["id", "status", "trigger", "triggered_by", "exit_code", "created_at",
                "finished_at"]
 
@@ -25,9 +28,10 @@ job_app = typer.Typer(help="Jobs and their runs on the control plane.", no_args_
 
 
 @project_app.command("list")
-def project_list(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+def project_list(url: str | None = URL, api_key: str | None = KEY,
+                 api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
     """List projects."""
-    with Client(url, api_key) as client:
+    with connect(url, api_key, api_key_file) as client:
         rows = client.list_projects()
     if as_json:
         print_json(rows)
@@ -39,14 +43,44 @@ def project_list(url: str | None = URL, api_key: str | None = KEY, as_json: bool
 def project_create(name: str, path: str | None = typer.Option(
         None, "--path", help="Existing folder with the job scripts."),
         description: str = typer.Option("", "--description"),
-        url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+        url: str | None = URL, api_key: str | None = KEY,
+        api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
     """Create a project."""
-    with Client(url, api_key) as client:
+    with connect(url, api_key, api_key_file) as client:
         project = client.create_project(name, path, description)
     if as_json:
         print_json(project)
     else:
         success(f"created project {project['name']} ({project['id']}) at {project['path']}")
+
+
+@project_app.command("delete")
+def project_delete(name: str = typer.Argument(..., metavar="NAME_OR_ID"),
+                   url: str | None = URL, api_key: str | None = KEY,
+                   api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
+    """Delete a project with its jobs and runs; its folder stays on disk."""
+    with connect(url, api_key, api_key_file) as client:
+        project = client.project(name)
+        client.delete_project(project["id"])
+    if as_json:
+        print_json({"id": project["id"], "name": project["name"], "path": project["path"],
+                    "deleted": True, "folder_kept": True})
+    else:
+        success(f"deleted project {project['name']} ({project['id']}) with its jobs and runs; "
+                f"its folder {project['path']} is kept on disk")
+
+
+def _secret_environment(names: list[str]) -> dict[str, str]:
+    """``--secret-env NAME``: each value from this process's environment, never argv."""
+    secrets: dict[str, str] = {}
+    for name in names:
+        value = os.environ.get(name)
+        if value is None:
+            raise InvalidInputError(f"--secret-env {name}: the variable {name} is not set in "
+                                    "this environment (export it, then run the command)")
+        secrets[name] = value
+    check_variables(secrets, "secret_environment")
+    return secrets
 
 
 @job_app.command("create")
@@ -55,13 +89,19 @@ def job_create(
     name: str = typer.Option(..., "--name"),
     script: str = typer.Option(..., "--script", help="Path of the script in the project."),
     arguments: str = typer.Option("", "--arguments"),
-    env: list[str] = typer.Option([], "--env", help="NAME=VALUE (repeatable)."),
+    env: list[str] = typer.Option([], "--env", help="NAME=VALUE (repeatable; not secret: "
+                                                    "anyone who can read the job sees it)."),
+    secret_env: list[str] = typer.Option(
+        [], "--secret-env", metavar="NAME",
+        help="Send the variable NAME of this shell's environment as a secret of the job "
+             "(repeatable): stored encrypted, never shown by the API (listed as ***)."),
     timeout: int = typer.Option(0, "--timeout", help="Seconds; 0 = none."),
     retries: int = typer.Option(0, "--retries"),
     parent: str | None = typer.Option(None, "--parent", help="Parent job name or id."),
     schedule: str = typer.Option("", "--schedule", help="Cron expression."),
     kernel: str = typer.Option("python3", "--kernel", help="python3 or spark."),
-    url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON,
+    url: str | None = URL, api_key: str | None = KEY, api_key_file: Path | None = KEY_FILE,
+    as_json: bool = JSON,
 ) -> None:
     """Create a job (a parent's success starts it)."""
     environment = {}
@@ -70,23 +110,30 @@ def job_create(
         if not sep:
             raise typer.BadParameter(f"--env {item!r}: expected NAME=VALUE")
         environment[key] = value
-    with Client(url, api_key) as client:
+    secrets = _secret_environment(secret_env)
+    both = sorted(set(environment) & set(secrets))
+    if both:
+        raise InvalidInputError(f"{', '.join(both)}: given by both --env and --secret-env")
+    fields = {"secret_environment": secrets} if secrets else {}
+    with connect(url, api_key, api_key_file) as client:
         pid = client.project(project)["id"]
         parent_id = client.job(pid, parent)["id"] if parent else None
         job = client.create_job(pid, name, script, arguments=arguments, environment=environment,
                                 timeout=timeout, retries=retries, parent_job_id=parent_id,
-                                schedule=schedule, kernel=kernel)
+                                schedule=schedule, kernel=kernel, **fields)
     if as_json:
         print_json(job)
     else:
-        success(f"created job {job['name']} ({job['id']})")
+        hidden = f"; secret variables: {', '.join(sorted(secrets))}" if secrets else ""
+        success(f"created job {job['name']} ({job['id']}){hidden}")
 
 
 @job_app.command("list")
 def job_list(project: str = typer.Option(..., "--project", "-p"), url: str | None = URL,
-             api_key: str | None = KEY, as_json: bool = JSON) -> None:
+             api_key: str | None = KEY, api_key_file: Path | None = KEY_FILE,
+             as_json: bool = JSON) -> None:
     """List the jobs of a project."""
-    with Client(url, api_key) as client:
+    with connect(url, api_key, api_key_file) as client:
         rows = client.list_jobs(client.project(project)["id"])
     if as_json:
         print_json(rows)
@@ -99,10 +146,11 @@ def job_run(
     job: str,
     project: str = typer.Option(..., "--project", "-p"),
     wait: bool = typer.Option(False, "--wait", help="Wait and exit with the run's outcome."),
-    url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON,
+    url: str | None = URL, api_key: str | None = KEY, api_key_file: Path | None = KEY_FILE,
+    as_json: bool = JSON,
 ) -> None:
     """Start a run of a job; with --wait, exit 0 only if it succeeds."""
-    with Client(url, api_key) as client:
+    with connect(url, api_key, api_key_file) as client:
         pid = client.project(project)["id"]
         jid = client.job(pid, job)["id"]
         run = client.create_run(pid, jid)
@@ -118,9 +166,10 @@ def job_run(
 
 @job_app.command("runs")
 def job_runs(job: str, project: str = typer.Option(..., "--project", "-p"),
-             url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+             url: str | None = URL, api_key: str | None = KEY,
+             api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
     """List the runs of a job, newest first."""
-    with Client(url, api_key) as client:
+    with connect(url, api_key, api_key_file) as client:
         pid = client.project(project)["id"]
         rows = client.list_runs(pid, client.job(pid, job)["id"])
     if as_json:
@@ -134,16 +183,16 @@ def job_logs(
     job: str, run: str = typer.Option(..., "--run", help="Run id."),
     project: str = typer.Option(..., "--project", "-p"),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until it ends."),
-    url: str | None = URL, api_key: str | None = KEY,
+    url: str | None = URL, api_key: str | None = KEY, api_key_file: Path | None = KEY_FILE,
 ) -> None:
-    """Print a run's log (stdout and stderr), optionally following it."""
-    with Client(url, api_key) as client:
+    """Print a run's log (stdout and stderr) as it is, optionally following it."""
+    with connect(url, api_key, api_key_file) as client:
         pid = client.project(project)["id"]
         jid = client.job(pid, job)["id"]
         offset = 0
         while True:
             chunk = client.run_logs(pid, jid, run, offset)
-            sys.stdout.write(chunk["content"])
+            sys.stdout.write(chunk["content"])  # raw text: never Rich markup
             sys.stdout.flush()
             offset = chunk["next_offset"]
             if not follow or (chunk["status"] in TERMINAL and not chunk["content"]):
@@ -154,9 +203,10 @@ def job_logs(
 @job_app.command("stop")
 def job_stop(job: str, run: str = typer.Option(..., "--run"),
              project: str = typer.Option(..., "--project", "-p"),
-             url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+             url: str | None = URL, api_key: str | None = KEY,
+             api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
     """Stop a run (its whole process group)."""
-    with Client(url, api_key) as client:
+    with connect(url, api_key, api_key_file) as client:
         pid = client.project(project)["id"]
         result = client.stop_run(pid, client.job(pid, job)["id"], run)
     if as_json:

@@ -20,7 +20,7 @@ from icefloe.cli import server as server_cli
 from icefloe.cli import serving as serving_cli
 from icefloe.cli import system as system_cli
 from icefloe.cli import table as table_cli
-from icefloe.cli.output import err_console
+from icefloe.cli.output import err_console, error
 from icefloe.cli.state import State
 from icefloe.errors import IcefloeError
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     except IcefloeError as exc:
         if debug:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
+        error(exc.message)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         err_console.print("aborted")
@@ -89,11 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        err_console.print(
-            f"[red]error:[/red] internal error {type(exc).__name__}: {detail} "
-            "(run with --debug for the traceback)",
-            soft_wrap=True,
-        )
+        error(f"internal error {type(exc).__name__}: {detail} "
+              "(run with --debug for the traceback)")
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from icefloe.cli.output import console, err_console, print_json, print_rows, success
+from icefloe.cli.output import console, err_console, error, note, print_json, print_rows, success
 from icefloe.cli.state import state
 from icefloe.ml.spec import LabelSpec, TrainSpec, parse_positive
 
@@ -57,12 +57,11 @@ def train(
                               on_step=lambda step: status.update(f"training: {step}"))
     dropped = result.lineage.dropped_rows
     if dropped:
-        err_console.print(f"[yellow]note:[/yellow] {dropped:,} rows with a null label or number "
-                          f"were dropped (--nulls {spec.nulls}); see rows_dropped_* metrics")
+        note(f"{dropped:,} rows with a null label or number were dropped "
+             f"(--nulls {spec.nulls}); see rows_dropped_* metrics")
     unknown = int(result.metrics.get("rows_null_category", 0))
     if unknown:
-        err_console.print(f"[yellow]note:[/yellow] {unknown:,} rows have a null category, "
-                          "encoded as 'unknown'")
+        note(f"{unknown:,} rows have a null category, encoded as 'unknown'")
     if as_json:
         print_json(result.to_dict())
         return
@@ -115,8 +114,8 @@ def score(
             f"with {result.model}/{result.version} -> {result.output_table} "
             f"(snapshot {result.output_snapshot_id})")
     if result.unscored_rows:
-        err_console.print(f"[yellow]note:[/yellow] {result.unscored_rows:,} rows had missing "
-                          "numbers the model does not impute; their scores are null")
+        note(f"{result.unscored_rows:,} rows had missing numbers the model does not impute; "
+             "their scores are null")
 
 
 @model_app.command("list")
@@ -197,7 +196,7 @@ def model_build(ctx: typer.Context,
         success(f"build {build.id} of {build.model_name}/{build.model_version} is ready "
                 f"(self-test parity {build.parity:.1e}, checksum {build.checksum[:12]})")
     if build.status != READY:
-        err_console.print(f"[red]build {build.id} failed:[/red] {build.reason}")
+        error(build.reason, label=f"build {build.id} failed:")
         raise typer.Exit(7)
 
 

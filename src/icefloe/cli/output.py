@@ -1,4 +1,10 @@
-"""Printing for the CLI: Rich tables for people, plain JSON for scripts."""
+"""Printing for the CLI: Rich tables for people, plain JSON for scripts.
+
+Both consoles have Rich markup off: data, names, paths and error messages are printed as
+the text they are (a value ``[/x]`` or ``[bold red]`` is shown, never interpreted, and
+cannot crash the CLI). Colour comes only from the styled prefixes below (:func:`success`,
+:func:`note`, :func:`warning`, :func:`error`), built as :class:`rich.text.Text`.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,17 @@ from typing import Any
 
 import pyarrow as pa
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from icefloe.records import arrow_rows, jsonable
 
 __all__ = ["arrow_rows", "jsonable"]  # re-exported for the CLI modules
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
 
 
 def print_json(obj: Any) -> None:
@@ -27,12 +35,15 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
+    """A table cell as plain text (a :class:`Text` given by the caller keeps its style)."""
+    if isinstance(value, Text):
+        return value
     if value is None:
-        return "[dim]null[/dim]"
+        return Text("null", style="dim")
     if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(jsonable(value))
+        return Text(f"{value:.6g}")
+    return Text(str(jsonable(value)))
 
 
 def print_rows(
@@ -42,10 +53,10 @@ def print_rows(
     cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
     if title:
         # A title line of its own: Rich would wrap a title to the width of a narrow table.
-        console.print(f"[bold]{title}[/bold]")
+        console.print(Text(title, style="bold"))
     table = Table(show_lines=False)
     for col in cols:
-        table.add_column(col, overflow="fold")
+        table.add_column(Text(str(col)), overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in cols))
     console.print(table)
@@ -56,9 +67,28 @@ def print_arrow(data: pa.Table, title: str | None = None) -> None:
     print_rows(data.to_pylist(), data.column_names, title)
 
 
+def _line(label: str, style: str, message: str) -> None:
+    err_console.print(Text.assemble((label, style), " ", message), soft_wrap=True)
+
+
 def success(message: str) -> None:
     """A one-line confirmation on stderr (keeps stdout clean for pipes)."""
-    err_console.print(f"[green]✓[/green] {message}")
+    _line("✓", "green", message)
+
+
+def note(message: str) -> None:
+    """Something worth knowing about a result, on stderr."""
+    _line("note:", "yellow", message)
+
+
+def warning(message: str) -> None:
+    """A warning on stderr: the command goes on."""
+    _line("warning:", "yellow", message)
+
+
+def error(message: str, label: str = "error:") -> None:
+    """An error on stderr (the caller decides the exit code)."""
+    _line(label, "red", message)
 
 
 @contextmanager
@@ -73,7 +103,7 @@ def load_progress(description: str) -> Iterator[Callable[[int, int], None]]:
         transient=True,
         disable=not err_console.is_terminal,
     )
-    task = progress.add_task(description, total=None)
+    task = progress.add_task(escape(description), total=None)  # TextColumn renders markup
 
     def update(done: int, total: int) -> None:
         progress.update(task, completed=done, total=total)

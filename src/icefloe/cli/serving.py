@@ -1,17 +1,19 @@
 """``icefloe model deploy``, ``deployments``, ``deployment stop``, ``predict``, ``metrics read``.
 
-All through the control plane's API (``--url``/``$ICEFLOE_URL``,
-``--api-key``/``$ICEFLOE_API_KEY``).
+All through the control plane's API (``--url``/``$ICEFLOE_URL``). The API key and a model's
+access key are read from the environment, a file or stdin (:mod:`icefloe.cli.secrets`).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
-from icefloe.cli.jobs import JSON, KEY, URL
-from icefloe.cli.output import err_console, print_json, print_rows, success
+from icefloe.cli.output import error, print_json, print_rows, success
+from icefloe.cli.remote import JSON, KEY, KEY_FILE, URL, connect
+from icefloe.cli.secrets import ACCESS_KEY, STDIN, resolve_secret
 from icefloe.client import Client
 from icefloe.errors import InvalidInputError
 
@@ -22,7 +24,7 @@ metrics_app = typer.Typer(help="Prediction metrics (CML names).", no_args_is_hel
 def _ready_build(client: Client, ref: str) -> dict:
     build = client.build_model(ref)
     if build["status"] != "BUILD_READY":
-        err_console.print(f"[red]build failed:[/red] {build['reason']}")
+        error(build["reason"], label="build failed:")
         raise typer.Exit(7)
     return build
 
@@ -35,9 +37,10 @@ def deploy(ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
                None, "--replace", metavar="DEPLOYMENT",
                help="Move this deployment to the new build instead (same access key, no "
                     "dropped request; the old build keeps serving if the new one fails)."),
-           url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+           url: str | None = URL, api_key: str | None = KEY,
+           api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
     """Build and deploy a model version; prints the deployment id, access key and endpoint."""
-    with Client(url, api_key) as client:
+    with connect(url, api_key, api_key_file) as client:
         build = _ready_build(client, ref)
         if replace:
             dep = client.redeploy(replace, build["id"])
@@ -53,9 +56,10 @@ def deploy(ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
 
 
 @deployment_app.command("list")
-def deployments(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+def deployments(url: str | None = URL, api_key: str | None = KEY,
+                api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
     """List deployments."""
-    with Client(url, api_key) as client:
+    with connect(url, api_key, api_key_file) as client:
         rows = client.list_deployments()
     if as_json:
         print_json(rows)
@@ -68,9 +72,9 @@ def deployments(url: str | None = URL, api_key: str | None = KEY, as_json: bool 
 
 @deployment_app.command("stop")
 def deployment_stop(deployment_id: str, url: str | None = URL, api_key: str | None = KEY,
-                    as_json: bool = JSON) -> None:
+                    api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
     """Stop serving a deployment."""
-    with Client(url, api_key) as client:
+    with connect(url, api_key, api_key_file) as client:
         dep = client.stop_deployment(deployment_id)
     if as_json:
         print_json(dep)
@@ -78,25 +82,39 @@ def deployment_stop(deployment_id: str, url: str | None = URL, api_key: str | No
         success(f"deployment {dep['id']}: {dep['status']}")
 
 
-def predict(access_key: str = typer.Option(..., "--access-key"),
+def predict(access_key: str | None = typer.Option(
+                None, "--access-key", metavar="-|VALUE",
+                help="The deployment's access key: '-' reads it from stdin. Default "
+                     "$ICEFLOE_ACCESS_KEY. A literal value is visible to other users (ps) "
+                     "and is accepted with a warning."),
+            access_key_file: Path | None = typer.Option(
+                None, "--access-key-file", metavar="PATH",
+                help="Read the access key from this file."),
             data: str = typer.Option(..., "--data", help="The record as a JSON object."),
-            url: str | None = URL, api_key: str | None = KEY) -> None:
+            url: str | None = URL, api_key: str | None = KEY,
+            api_key_file: Path | None = KEY_FILE) -> None:
     """Call a deployed model once (CML call_model) and print its answer as JSON."""
     try:
         record = json.loads(data)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"--data is not JSON: {exc.msg}") from exc
-    with Client(url, api_key) as client:
-        print_json(client.call_model(access_key, record))  # the client's key is sent
+    if access_key == STDIN and api_key == STDIN:
+        raise InvalidInputError("--access-key - and --api-key -: only one key can be read "
+                                "from stdin; give the other by its variable or a file")
+    model_key = resolve_secret(ACCESS_KEY, access_key, access_key_file, required=True)
+    assert model_key is not None  # required=True
+    with connect(url, api_key, api_key_file) as client:
+        print_json(client.call_model(model_key, record))  # the client's key is sent
 
 
 @metrics_app.command("read")
 def metrics_read(deployment: str = typer.Option(..., "--deployment"),
                  start: int = typer.Option(0, "--start", help="Start, epoch ms."),
                  end: int | None = typer.Option(None, "--end", help="End, epoch ms."),
-                 url: str | None = URL, api_key: str | None = KEY) -> None:
+                 url: str | None = URL, api_key: str | None = KEY,
+                 api_key_file: Path | None = KEY_FILE) -> None:
     """Print read_metrics for a deployment as JSON."""
-    with Client(url, api_key) as client:
+    with connect(url, api_key, api_key_file) as client:
         print_json(client.read_metrics(deployment, start, end))
 
 

@@ -9,22 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from icefloe.cli.output import (
     arrow_rows,
     console,
-    err_console,
     print_arrow,
     print_json,
     print_rows,
     success,
+    warning,
 )
 from icefloe.cli.state import state
 from icefloe.compute.java import find_java
 from icefloe.config import Settings, write_default_config
 from icefloe.errors import ConfigError
-from icefloe.home import exposure, job_identity, prepare_home
+from icefloe.home import exposure, job_identity, prepare_home, unreachable
 from icefloe.lakehouse.files import file_format, write_file
 from icefloe.lakehouse.sql import parse_pin
 
@@ -111,6 +111,10 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
     try:
         ident = job_identity(settings)
         jobs_as = f"{ident.name} (uid {ident.uid})" if ident else "the server's own user"
+        blocked = unreachable(Path(sys.executable), ident) if ident else None
+        if ident and blocked:
+            warnings.append(f"job user {ident.name} cannot run {sys.executable}: {blocked} "
+                            "(chmod o+x that folder, or install icefloe where it can)")
     except ConfigError as exc:
         jobs_as = None
         warnings.append(f"job runs: {exc.message}")
@@ -138,7 +142,7 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
     if as_json:
         print_json(report)
     else:
-        print_rows([{"component": k, "version": v or "[red]missing[/red]"}
+        print_rows([{"component": k, "version": v or Text("missing", style="red")}
                     for k, v in versions.items()], title="versions")
         if java:
             console.print(
@@ -151,9 +155,9 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
         if jobs_as:
             console.print(f"jobs run as {jobs_as}", markup=False)
         for item in missing:
-            console.print(f"[yellow]missing:[/yellow] {item}")
+            console.print(Text.assemble(("missing:", "yellow"), " ", item), soft_wrap=True)
         for item in warnings:
-            err_console.print(f"[yellow]warning:[/yellow] {escape(item)}")
+            warning(item)
         if not missing:
             success("nothing missing")
     if not ok:
