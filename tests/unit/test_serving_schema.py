@@ -48,3 +48,60 @@ def test_bodies() -> None:
     lenient = InputSchema(SCHEMA.fields, allow_unknown_fields=True)
     assert validate_record(lenient, {"income": 1, "home": "OWN", "x": 1}) == {
         "income": 1, "home": "OWN"}
+
+
+@pytest.mark.parametrize(("raw", "fragment"), [
+    (b'{"a": 1' + b"0" * 5000 + b"}", "more than 4300 digits (at byte 6)"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 64 levels"),
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, "nested deeper than 64 levels"),
+    (b'{"a": [' + b"[" * 64 + b"]" * 65 + b"}", "nested deeper than 64 levels at a[0]"),
+    (b'{"accessKey": "mab\\ud800"}', "field 'accessKey' is not valid: it holds a lone "
+                                    "surrogate (U+D800 at character 3)"),
+    (b'{"request": {"home": "\\uDFFF"}}', "field 'request.home'"),
+    (b'{"requests": [{}, {"x\\udc00": 1}]}', "a field name in requests[1] is not valid"),
+    (b'{"a": "\xed\xa0\x80"}', "not UTF-8"),  # a surrogate as bytes is no UTF-8
+    (b'{"a": "\xff"}', "not UTF-8"),
+])
+def test_hostile_bodies_are_refused_naming_the_problem(raw: bytes, fragment: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        parse_body(raw)
+    assert info.value.http_status == 422
+    assert fragment in info.value.message
+    assert "mab" not in info.value.message  # a refused value (an access key) is not echoed
+
+
+def test_strict_bodies_refuse_numbers_no_float_holds() -> None:
+    body = b'{"m": {"a": [1, 1' + b"0" * 400 + b"]}}"
+    assert parse_body(body)["m"]["a"][0] == 1  # model calls check numbers per field
+    with pytest.raises(InvalidInputError, match=r"field 'm.a\[1\]': integer of 401 digits is "
+                                                "too large for a floating-point number"):
+        parse_body(body, strict=True)
+    with pytest.raises(InvalidInputError, match="field 'x': number out of range"):
+        parse_body(b'{"x": -1e400}', strict=True)
+    nul = b'{"d": "ab\\u0000", "k": {"a\\u0000": 1}}'
+    assert parse_body(nul)["d"] == "ab\x00"  # a model's string may hold one
+    with pytest.raises(InvalidInputError, match=r"field 'd' is not valid: it holds a NUL "
+                                                r"character \(at character 2\)"):
+        parse_body(nul, strict=True)  # Postgres text cannot
+    ok = b'{"x": 1.5e308, "y": -12345678901234567890, "s": "caf\\u00e9 \\ud83d\\ude00"}'
+    assert parse_body(ok, strict=True)["s"] == "caf\u00e9 \U0001f600"  # a surrogate *pair*
+    assert parse_body(b'{"k": [[[]]]}', 100, strict=True) == {"k": [[[]]]}
+    with pytest.raises(RequestTooLarge, match="the limit is 100 bytes"):
+        parse_body(b" " * 101, 100)
+    with pytest.raises(RequestTooLarge, match="the limit is 1 MB"):
+        parse_body(b" " * (1024 * 1024 + 1), 1024 * 1024)
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**39), 4e38, -3.5e38, 2**128])
+def test_numbers_beyond_float32_name_the_field(value: float) -> None:
+    with pytest.raises(InvalidInputError, match="field 'income' is out of range"):
+        validate_record(SCHEMA, {"income": value, "home": "RENT"})
+    assert validate_record(SCHEMA, {"income": 3.4e38, "home": "RENT"})["income"] == 3.4e38
+    assert validate_record(SCHEMA, {"income": -(2**100), "home": "RENT"})["income"] == -(2**100)
+
+
+def test_many_unknown_fields_make_a_short_message() -> None:
+    record = {"income": 1, "home": "RENT", **{f"f{i:03}" * 50: 1 for i in range(500)}}
+    with pytest.raises(InvalidInputError) as info:
+        validate_record(SCHEMA, record)
+    assert "and 480 more" in info.value.message and len(info.value.message) < 2500

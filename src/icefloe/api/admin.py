@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from icefloe.auth import keys as api_keys
 from icefloe.auth.cache import KeyCache
@@ -23,8 +23,8 @@ from icefloe.store.db import Database
 class KeyIn(BaseModel):
     """Create an API key for a user with a role."""
 
-    user: str
-    role: str = "viewer"
+    user: str = Field(min_length=1, max_length=255)
+    role: str = Field("viewer", max_length=16)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -68,8 +68,9 @@ def add_admin_routes(router: APIRouter, database: Database, keys: KeyCache) -> N
         keys.clear()
 
     @router.get("/audit")
-    def audit_events(request: Request, page_size: int = Query(100),
-                     page_token: str | None = None) -> dict[str, Any]:
+    def audit_events(request: Request, page_size: int = Query(100, ge=1, le=1000),
+                     page_token: str | None = Query(None, max_length=64)
+                     ) -> dict[str, Any]:
         require_admin(request, "audit.read")
         with database.session() as s:
             rows, token = repo.list_audit(s, page_size=page_size, page_token=page_token)

@@ -7,9 +7,9 @@ the OpenAPI document by :func:`document_model_calls`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -28,18 +28,25 @@ from icefloe.serving.predictions import (
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store.db import Database
 from icefloe.store.models import Build
+from icefloe.store.repo import MAX_TIMESTAMP_MS
+
+ID = Field(max_length=64)
+CRN = Field(max_length=255)
+TIMESTAMP = Field(ge=0, le=MAX_TIMESTAMP_MS, description="milliseconds since 1970 (UTC)")
+Metrics = Annotated[dict[Annotated[str, Field(max_length=255)], Any],
+                    Field(max_length=1000)]
 
 
 class BuildIn(BaseModel):
     """Build a model version: ``NAME/VERSION`` or ``NAME@ALIAS``."""
 
-    model: str
+    model: Annotated[str, Field(max_length=600)]
 
 
 class DeploymentIn(BaseModel):
     """Deploy a READY build."""
 
-    build_id: str
+    build_id: Annotated[str, ID]
     auth_enabled: bool = True
     replicas: int = Field(1, ge=1, le=deps.MAX_REPLICAS)
 
@@ -47,23 +54,23 @@ class DeploymentIn(BaseModel):
 class RedeployIn(BaseModel):
     """Move a deployment to another READY build of its model."""
 
-    build_id: str
+    build_id: Annotated[str, ID]
 
 
 class DelayedIn(BaseModel):
     """Ground truth (or any late metric) for a prediction."""
 
-    prediction_uuid: str
-    metrics: dict[str, Any]
+    prediction_uuid: Annotated[str, ID]
+    metrics: Metrics
 
 
 class AggregateIn(BaseModel):
     """Metrics about a window of a deployment's predictions."""
 
-    model_deployment_crn: str
-    start_timestamp_ms: int
-    end_timestamp_ms: int
-    metrics: dict[str, Any]
+    model_deployment_crn: Annotated[str, CRN]
+    start_timestamp_ms: Annotated[int, TIMESTAMP]
+    end_timestamp_ms: Annotated[int, TIMESTAMP]
+    metrics: Metrics
 
 
 def add_model_routes(router: APIRouter, db: Database, settings: Settings,
@@ -142,8 +149,10 @@ def add_model_routes(router: APIRouter, db: Database, settings: Settings,
                                        actor(request.scope))
 
     @router.get("/metrics")
-    def metrics(model_deployment_crn: str, start_timestamp_ms: int = 0,
-                end_timestamp_ms: int = 2**62) -> dict[str, Any]:
+    def metrics(model_deployment_crn: str = Query(max_length=255),
+                start_timestamp_ms: int = Query(0, ge=0, le=MAX_TIMESTAMP_MS),
+                end_timestamp_ms: int = Query(MAX_TIMESTAMP_MS, ge=0, le=MAX_TIMESTAMP_MS)
+                ) -> dict[str, Any]:
         predictions.flush()  # a read right after a call sees that call
         return read_metrics(db, model_deployment_crn, start_timestamp_ms, end_timestamp_ms)
 

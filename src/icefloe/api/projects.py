@@ -7,7 +7,7 @@ exist, and it may not create projects.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -15,14 +15,19 @@ from sqlalchemy.orm import Session
 
 from icefloe.auth.middleware import actor, principal_of
 from icefloe.config import Settings
-from icefloe.errors import ForbiddenError, NotFoundError
+from icefloe.errors import ForbiddenError, InvalidInputError, NotFoundError
 from icefloe.jobs import folders, vault
+from icefloe.jobs.environment import MAX_VALUE, MAX_VARIABLES, check_variables
 from icefloe.jobs.runner import Runner
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.models import Job, Project, Run
 
 MAX_LOG_CHUNK = 1 << 20
+MAX_OFFSET = 2**53 - 1  # the largest integer every JSON reader keeps exact
+PAGE_SIZE = Query(100, ge=1, le=1000)
+PAGE_TOKEN = Query(None, max_length=64, description="next_page_token of the previous page")
+SEARCH = Query(None, max_length=255)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -60,51 +65,60 @@ def run_json(r: Run) -> dict[str, Any]:
             "finished_at": _time(r.ended_at)}
 
 
+NAME = Field(min_length=1, max_length=255)
+TEXT = Field(max_length=repo.MAX_TEXT)
+COUNT = Field(ge=0, le=repo.MAX_INT)
+ID = Field(max_length=64)
+Variables = Annotated[dict[Annotated[str, Field(max_length=255)],
+                           Annotated[str, Field(max_length=MAX_VALUE)]],
+                      Field(max_length=MAX_VARIABLES)]
+
+
 class ProjectIn(BaseModel):
     """Create a project."""
 
-    name: str
-    description: str = ""
-    path: str | None = Field(None, description="A folder inside the projects root (relative "
-                                               "paths are resolved against it); default: "
-                                               "a new folder named after the project")
+    name: Annotated[str, NAME]
+    description: Annotated[str, TEXT] = ""
+    path: Annotated[str | None, Field(max_length=4096)] = Field(
+        None, description="A folder inside the projects root (relative paths are resolved "
+                          "against it); default: a new folder named after the project")
 
 
 class JobIn(BaseModel):
     """Create a job (CML field names)."""
 
-    name: str
-    script: str
-    kernel: str = "python3"
-    arguments: str = ""
-    environment: dict[str, str] = Field(default_factory=dict)
-    secret_environment: dict[str, str] = Field(
+    name: Annotated[str, NAME]
+    script: Annotated[str, Field(max_length=1024)]
+    kernel: Annotated[str, Field(max_length=32)] = "python3"
+    arguments: Annotated[str, TEXT] = ""
+    environment: Variables = Field(default_factory=dict)
+    secret_environment: Variables = Field(
         default_factory=dict, description="Variables only the run sees; stored encrypted and "
                                           "never returned (listed by name)")
-    cpu: int = 1
-    memory: int = 1
-    timeout: int = 0
-    retries: int = 0
-    parent_job_id: str | None = None
-    schedule: str = ""
+    cpu: Annotated[int, COUNT] = 1
+    memory: Annotated[int, COUNT] = 1
+    timeout: Annotated[int, COUNT] = 0
+    retries: Annotated[int, COUNT] = 0
+    parent_job_id: Annotated[str | None, ID] = None
+    schedule: Annotated[str, Field(max_length=255)] = ""
     paused: bool = False
 
 
 class JobPatch(BaseModel):
     """Change some fields of a job."""
 
-    name: str | None = None
-    script: str | None = None
-    kernel: str | None = None
-    arguments: str | None = None
-    environment: dict[str, str] | None = None
-    secret_environment: dict[str, str] | None = None
-    cpu: int | None = None
-    memory: int | None = None
-    timeout: int | None = None
-    retries: int | None = None
-    parent_job_id: str | None = None
-    schedule: str | None = None
+    name: Annotated[str | None, NAME] = None
+    script: Annotated[str | None, Field(max_length=1024)] = None
+    kernel: Annotated[str | None, Field(max_length=32)] = None
+    arguments: Annotated[str | None, TEXT] = None
+    environment: Variables | None = None
+    secret_environment: Variables | None = None
+    cpu: Annotated[int | None, COUNT] = None
+    memory: Annotated[int | None, COUNT] = None
+    timeout: Annotated[int | None, COUNT] = None
+    retries: Annotated[int | None, COUNT] = None
+    parent_job_id: Annotated[str | None, ID] = None
+    schedule: Annotated[str | None, Field(max_length=255)] = None
     paused: bool | None = None
 
 
@@ -119,6 +133,8 @@ def _reachable(s: Session, request: Request, project_id: str) -> Project:
 def _job_fields(body: BaseModel, settings: Settings, *, exclude_unset: bool) -> dict[str, Any]:
     fields = body.model_dump(exclude_unset=exclude_unset)
     if fields.get("secret_environment") is not None:
+        # Checked here, before sealing: the store only ever sees ciphertext.
+        check_variables(fields["secret_environment"], "secret_environment")
         fields["secret_environment"] = vault.seal(settings, fields["secret_environment"])
     elif "secret_environment" in fields:
         del fields["secret_environment"]
@@ -130,8 +146,8 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
     """Register the projects, jobs and runs routes on the /api/v2 router."""
 
     @router.get("/projects")
-    def list_projects(request: Request, search: str | None = None,
-                      page_size: int = Query(100), page_token: str | None = None
+    def list_projects(request: Request, search: str | None = SEARCH,
+                      page_size: int = PAGE_SIZE, page_token: str | None = PAGE_TOKEN
                       ) -> dict[str, Any]:
         principal = principal_of(request.scope)
         with database.session() as s:
@@ -146,7 +162,12 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
         if principal is not None and principal.run_id is not None:
             raise ForbiddenError("a job run may not create projects")
         repo.valid_name("project", body.name)
-        path, made = folders.project_folder(settings, body.name, body.path)
+        try:
+            path, made = folders.project_folder(settings, body.name, body.path)
+        except (OSError, ValueError) as exc:  # a name too long, a NUL, a symlink loop
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise InvalidInputError(f"project path {(body.path or body.name)[:200]!r} cannot "
+                                    f"be used: {reason}") from None
         try:
             with database.session() as s:
                 project = repo.create_project(s, body.name, str(path), body.description)
@@ -175,8 +196,8 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
                        "ok", project.name)
 
     @router.get("/projects/{project_id}/jobs")
-    def list_jobs(project_id: str, request: Request, search: str | None = None,
-                  page_size: int = Query(100), page_token: str | None = None
+    def list_jobs(project_id: str, request: Request, search: str | None = SEARCH,
+                  page_size: int = PAGE_SIZE, page_token: str | None = PAGE_TOKEN
                   ) -> dict[str, Any]:
         with database.session() as s:
             _reachable(s, request, project_id)
@@ -231,7 +252,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
 
     @router.get("/projects/{project_id}/jobs/{job_id}/runs")
     def list_runs(project_id: str, job_id: str, request: Request,
-                  page_size: int = Query(100), page_token: str | None = None
+                  page_size: int = PAGE_SIZE, page_token: str | None = PAGE_TOKEN
                   ) -> dict[str, Any]:
         with database.session() as s:
             _reachable(s, request, project_id)
@@ -261,7 +282,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
 
     @router.get("/projects/{project_id}/jobs/{job_id}/runs/{run_id}/logs")
     def run_logs(project_id: str, job_id: str, run_id: str, request: Request,
-                 offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                 offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, Any]:
         with database.session() as s:
             _reachable(s, request, project_id)
             run = repo.get_run(s, project_id, job_id, run_id)
@@ -270,8 +291,11 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
         data = b""
         if path.is_file():
             with path.open("rb") as fh:
-                fh.seek(offset)
-                data = fh.read(MAX_LOG_CHUNK)
+                # Past the end there is nothing to read (and a file system refuses a seek
+                # far beyond its largest file).
+                if offset < fh.seek(0, 2):
+                    fh.seek(offset)
+                    data = fh.read(MAX_LOG_CHUNK)
         return {"run_id": run_id, "status": status, "offset": offset,
                 "next_offset": offset + len(data),
                 "content": data.decode("utf-8", errors="replace")}

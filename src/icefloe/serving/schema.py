@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -15,6 +17,9 @@ from typing import Any
 from icefloe.errors import InvalidInputError
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_DEPTH = 64  # JSON nesting accepted in a request body (a model call needs 4)
+FLOAT_MAX = sys.float_info.max
+FLOAT32_MAX = 3.4028234663852886e38  # models take float32 inputs: beyond it is infinity
 
 
 class RequestTooLarge(InvalidInputError):
@@ -67,31 +72,157 @@ def _no_constants(value: str) -> float:
     raise InvalidInputError(f"{value} is not a valid number in JSON")
 
 
-def parse_body(raw: bytes) -> Any:
-    """Parse a JSON body, refusing bodies over 5 MB and NaN/Infinity literals."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise RequestTooLarge(f"request body is {len(raw):,} bytes; the limit is 5 MB")
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def size_text(n: int) -> str:
+    """A byte count as people say it: ``5 MB``, ``1.5 MB``, ``300 bytes``."""
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):g} MB"
+    return f"{n:,} bytes"
+
+
+def parse_body(raw: bytes, limit: int = MAX_BODY_BYTES, *, strict: bool = False) -> Any:
+    """Parse a JSON body, refusing what JSON allows but the platform cannot take.
+
+    Refused with :class:`RequestTooLarge` (413): a body over ``limit`` bytes. Refused with
+    :class:`InvalidInputError` (422), naming the problem: malformed JSON or not UTF-8,
+    NaN/Infinity literals, numbers of more digits than Python converts, nesting deeper than
+    :data:`MAX_DEPTH`, and strings or field names holding a lone surrogate (``"\\ud800"``),
+    which no store or hash can encode. ``strict`` (REST bodies) also refuses NUL characters,
+    integers too large for a float and numbers that overflow to infinity anywhere in the
+    document; model calls check their numbers field by field in :func:`validate_record`.
+
+    The walk over the parsed document is skipped when the bytes show it cannot find
+    anything (few brackets, no ``\\u`` escape), so a plain model call pays for one parse.
+    """
+    if len(raw) > limit:
+        raise RequestTooLarge(f"request body is {len(raw):,} bytes; the limit is "
+                              f"{size_text(limit)}")
     try:
-        return json.loads(raw, parse_constant=_no_constants)
+        doc = _DECODER.decode(raw.decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"malformed JSON: {exc.msg} at line {exc.lineno} "
                                 f"column {exc.colno}") from exc
     except UnicodeDecodeError as exc:
         raise InvalidInputError("request body is not UTF-8 JSON") from exc
+    except RecursionError:
+        raise InvalidInputError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # an integer of more digits than int() converts
+        raise InvalidInputError(_long_number(raw)) from exc
+    # Strict UTF-8 refused surrogates as bytes: only a \\u escape can make one now.
+    strings = strict or b"\\u" in raw
+    if strings or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        check_document(doc, strings=strings, strict=strict)
+    return doc
+
+
+def _long_number(raw: bytes) -> str:
+    limit = sys.get_int_max_str_digits() or 4300
+    found = re.search(rb"[0-9]{%d,}" % (limit + 1), raw)
+    where = f" (at byte {found.start()})" if found else ""
+    return f"a number in the JSON has more than {limit} digits{where}"
+
+
+def _path(parts: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out[:200] or "the body"
+
+
+def _bad_text(text: str, nul: bool) -> str | None:
+    """What makes ``text`` unstorable, or None: a lone surrogate, which no UTF-8 encoder
+    takes (``"a lone surrogate (U+D800 at character 3)"``), or (``nul``) a NUL character,
+    which Postgres text refuses."""
+    if nul and "\x00" in text:
+        return f"a NUL character (at character {text.index(chr(0))})"
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"a lone surrogate (U+{ord(text[exc.start]):04X} at character {exc.start})"
+    return None
+
+
+def check_document(doc: Any, *, depth: int = MAX_DEPTH, strings: bool = True,
+                   strict: bool = True) -> None:
+    """Refuse a parsed JSON document nested deeper than ``depth`` or holding (``strings``)
+    a lone surrogate in a string or field name; ``strict`` (REST bodies, bound for the
+    store) also refuses NUL characters, integers too large for a float and numbers that
+    overflowed to infinity. The message names the field (``a.b[2].c``). Iterative, so a
+    document of any depth is checked without recursion; with neither ``strings`` nor
+    ``strict`` it visits containers only.
+    """
+    strings = strings or strict
+    if type(doc) is not dict and type(doc) is not list:
+        _check_scalar(doc, (), strings, strict)
+        return
+    if not strings:  # depth alone: containers by level, the path is found on failure only
+        levels: list[tuple[Any, int]] = [(doc, 1)]
+        while levels:
+            container, level = levels.pop()
+            if level > depth:
+                break  # too deep: walk again below, with paths, to name where
+            inner = level + 1
+            for value in container.values() if type(container) is dict else container:
+                kind = type(value)
+                if kind is dict or kind is list:
+                    levels.append((value, inner))
+        else:
+            return
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(doc, ())]
+    while stack:
+        container, parts = stack.pop()
+        if len(parts) >= depth:
+            raise InvalidInputError(f"JSON nested deeper than {depth} levels at "
+                                    f"{_path(parts)}")
+        items = container.items() if type(container) is dict else enumerate(container)
+        for key, value in items:
+            if strings and type(key) is str:
+                where = _bad_text(key, strict)
+                if where is not None:
+                    raise InvalidInputError(f"a field name in {_path(parts)} is not valid: it "
+                                            f"holds {where}: {ascii(key)[:60]}")
+            kind = type(value)
+            if kind is dict or kind is list:
+                stack.append((value, (*parts, key)))
+            elif strings:
+                _check_scalar(value, (*parts, key), strings, strict)
+
+
+def _check_scalar(value: Any, parts: tuple[str | int, ...], strings: bool,
+                  strict: bool) -> None:
+    kind = type(value)
+    if kind is str:
+        where = _bad_text(value, strict) if strings else None
+        if where is not None:  # the value is not repeated: it may be a key
+            raise InvalidInputError(f"field {_path(parts)!r} is not valid: it holds {where}")
+    elif strict and kind is float and not math.isfinite(value):
+        raise InvalidInputError(f"field {_path(parts)!r}: number out of range (it overflows "
+                                "a floating-point number)")
+    elif strict and kind is int and not -FLOAT_MAX <= value <= FLOAT_MAX:
+        raise InvalidInputError(f"field {_path(parts)!r}: integer of {len(str(value))} digits "
+                                "is too large for a floating-point number")
 
 
 def validate_record(schema: InputSchema, record: Any, where: str = "request") -> dict[str, Any]:
     """Check one record against the schema and return the values in model order.
 
     Raises:
-        InvalidInputError: Naming the field: missing, unknown, wrong type, NaN/Infinity.
+        InvalidInputError: Naming the field: missing, unknown, wrong type, NaN/Infinity,
+            a number beyond the float32 range the model takes (integers of any size).
     """
     if not isinstance(record, dict):
         raise InvalidInputError(f"{where} must be a JSON object of field values")
     if not schema.allow_unknown_fields:
         unknown = sorted(set(record) - set(schema.names))
         if unknown:
-            raise InvalidInputError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+            names = ", ".join(repr(name[:100]) for name in unknown[:20])
+            raise InvalidInputError(f"{where}: unknown field(s) {names}"
+                                    + (f" and {len(unknown) - 20} more" if len(unknown) > 20
+                                       else ""))
     out: dict[str, Any] = {}
     for spec in schema.fields:
         if spec.name not in record:
@@ -107,6 +238,10 @@ def validate_record(schema: InputSchema, record: Any, where: str = "request") ->
                     f"{type(value).__name__} {value!r}"[:200])
             if isinstance(value, float) and not math.isfinite(value):
                 raise InvalidInputError(f"{where}: field {spec.name!r} must be finite")
+            if not -FLOAT32_MAX <= value <= FLOAT32_MAX:  # exact for ints of any size
+                raise InvalidInputError(
+                    f"{where}: field {spec.name!r} is out of range: numbers must be between "
+                    "-3.4e38 and 3.4e38 (the model takes 32-bit floats)")
         elif not isinstance(value, str):
             raise InvalidInputError(
                 f"{where}: field {spec.name!r} must be a string, got {type(value).__name__}")

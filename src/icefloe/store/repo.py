@@ -28,6 +28,7 @@ JOB_FIELDS = ("name", "script", "kernel", "arguments", "environment", "secret_en
               "cpu", "memory", "timeout", "retries", "parent_job_id", "schedule", "paused")
 MAX_TEXT = 10_000
 MAX_INT = 2**31 - 1
+MAX_TIMESTAMP_MS = 2**53 - 1  # ms since 1970: beyond any date, and exact in every JSON reader
 
 
 def now() -> datetime:
@@ -48,6 +49,15 @@ def valid_name(kind: str, value: Any) -> str:
             "'-' or '.', starting with a letter or digit"
         )
     return value
+
+
+def check_timestamps(**values: Any) -> None:
+    """Refuse timestamps (ms since 1970, by name) that no date has and no column holds."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) \
+                or not 0 <= value <= MAX_TIMESTAMP_MS:
+            raise InvalidInputError(f"{name} must be an integer from 0 to {MAX_TIMESTAMP_MS} "
+                                    "(milliseconds since 1970)")
 
 
 # -- paging ------------------------------------------------------------------------------
