@@ -37,6 +37,25 @@ def test_projects_unique_paged_and_validated(db: Database) -> None:
             repo.list_projects(s, page_token="!!")
 
 
+def test_projects_are_deleted_with_their_jobs_unless_a_run_is_active(db: Database) -> None:
+    with db.session() as s:
+        p = repo.create_project(s, "gone", "/p")
+        job = repo.create_job(s, p.id, {"name": "A", "script": "a.py"})
+        run = repo.create_run(s, job, "api", "t", run_as="t")
+        pid, jid, rid = p.id, job.id, run.id
+    with db.session() as s, pytest.raises(ConflictError, match="1 active run"):
+        repo.delete_project(s, pid)
+    with db.session() as s:
+        repo.move_run(s, rid, states.STOPPED, reason="test")
+    with db.session() as s:
+        repo.delete_project(s, pid)
+    with db.session() as s:
+        with pytest.raises(NotFoundError):
+            repo.get_project(s, pid)
+        with pytest.raises(NotFoundError):
+            repo.get_job(s, pid, jid)
+
+
 def test_jobs_fields_parents_and_cycles(db: Database) -> None:
     with db.session() as s:
         p = repo.create_project(s, "demo", "/p")

@@ -137,8 +137,14 @@ def list_projects(s: Session, *, search: str | None = None, page_size: int = 100
 
 
 def delete_project(s: Session, project_id: str) -> None:
-    """Delete a project with its jobs and runs."""
-    s.delete(get_project(s, project_id))
+    """Delete a project with its jobs and runs; refused while any of its runs is active."""
+    project = get_project(s, project_id)
+    active = s.scalar(select(func.count()).select_from(Run).where(
+        Run.project_id == project_id, Run.status.in_(states.ACTIVE)))
+    if active:
+        raise ConflictError(f"project {project.name!r} has {active} active run(s); stop them "
+                            "first")
+    s.delete(project)
 
 
 # -- jobs --------------------------------------------------------------------------------
