@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:  # pyarrow is imported by whoever hands us a table
+    import pyarrow as pa
 
 
 def jsonable(value: Any) -> Any:

@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 
 from icefloe.cli.output import print_json, success
-from icefloe.demo.loans import generate_loans, write_loans
-from icefloe.lakehouse.files import file_format
 
 app = typer.Typer(help="Data sets: generate the demo loan book.", no_args_is_help=True)
 
@@ -24,6 +22,9 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Generate a LendingClub-style loan book with a feature-dependent default label."""
+    from icefloe.demo.loans import generate_loans, write_loans
+    from icefloe.lakehouse.files import file_format
+
     file_format(output)  # refuse a bad extension before generating
     table = generate_loans(rows, seed, bad_batch=bad_batch)
     path = write_loans(table, output)
@@ -42,6 +43,7 @@ def reproduce(
 ) -> None:
     """Write exactly the rows a model version was trained on, checked by fingerprint."""
     from icefloe.cli.state import state
+    from icefloe.lakehouse.files import file_format
     from icefloe.registry.reproduce import reproduce_training_data
 
     file_format(output)

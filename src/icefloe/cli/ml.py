@@ -6,7 +6,6 @@ import typer
 
 from icefloe.cli.output import console, err_console, error, note, print_json, print_rows, success
 from icefloe.cli.state import state
-from icefloe.ml.spec import LabelSpec, TrainSpec, parse_positive
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 model_app = typer.Typer(help="Registered models: list, versions, show, alias.",
@@ -36,6 +35,7 @@ def train(
     as_json: bool = JSON,
 ) -> None:
     """Train on a table snapshot, evaluate, compile to ONNX and register a model version."""
+    from icefloe.ml.spec import LabelSpec, TrainSpec, parse_positive
     from icefloe.ml.train import train as run_training
 
     spec = TrainSpec(

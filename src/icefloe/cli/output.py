@@ -12,9 +12,8 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +21,9 @@ from rich.table import Table
 from rich.text import Text
 
 from icefloe.records import arrow_rows, jsonable
+
+if TYPE_CHECKING:  # the CLI starts without pyarrow; commands that print tables have it
+    import pyarrow as pa
 
 __all__ = ["arrow_rows", "jsonable"]  # re-exported for the CLI modules
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from icefloe.config import Settings, load_settings
 from icefloe.home import apply_umask, prepare_home
-from icefloe.lakehouse import Lakehouse
+
+if TYPE_CHECKING:
+    from icefloe.lakehouse import Lakehouse
 
 
 @dataclass
@@ -30,6 +33,8 @@ class State:
     @cached_property
     def lakehouse(self) -> Lakehouse:
         """The lakehouse of these settings (the home is made if it does not exist yet)."""
+        from icefloe.lakehouse import Lakehouse  # heavy: only for commands that use tables
+
         prepare_home(self.settings)
         return Lakehouse(self.settings)
 

@@ -21,12 +21,9 @@ from icefloe.cli.output import (
     warning,
 )
 from icefloe.cli.state import state
-from icefloe.compute.java import find_java
 from icefloe.config import Settings, write_default_config
 from icefloe.errors import ConfigError
 from icefloe.home import exposure, job_identity, prepare_home, unreachable
-from icefloe.lakehouse.files import file_format, write_file
-from icefloe.lakehouse.sql import parse_pin
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 PACKAGES = ("icefloe", "pyiceberg", "pyarrow", "duckdb", "pyspark", "pandas", "numpy",
@@ -92,6 +89,8 @@ def _version(package: str) -> str | None:
 
 def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
     """Show versions, the Java Spark will use, paths, settings and anything missing."""
+    from icefloe.compute.java import find_java
+
     settings = state(ctx).settings
     missing: list[str] = []
     versions: dict[str, Any] = {"python": platform.python_version()}
@@ -177,6 +176,9 @@ def sql(
     as_json: bool = JSON,
 ) -> None:
     """Run SQL over lakehouse tables with DuckDB, optionally pinned to snapshots."""
+    from icefloe.lakehouse.files import file_format, write_file
+    from icefloe.lakehouse.sql import parse_pin
+
     if output is not None:
         file_format(output, allow_json=True)  # refuse a bad extension before running
     pins = dict(parse_pin(p) for p in at)

@@ -1,0 +1,24 @@
+"""Commands that only talk HTTP start fast: the CLI imports no heavy library up front."""
+
+import json
+import subprocess
+import sys
+
+HEAVY = {"pyiceberg", "pyarrow", "duckdb", "pyspark", "mlflow", "sqlalchemy", "pandas",
+         "onnxmltools", "onnxruntime", "numpy"}
+
+
+def _imported_by(statement: str) -> set[str]:
+    code = (f"import json, sys; {statement}; "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return set(json.loads(out.stdout))
+
+
+def test_the_cli_imports_no_heavy_library() -> None:
+    assert _imported_by("import icefloe.cli.main") & HEAVY == set()
+
+
+def test_the_sdk_imports_no_heavy_library() -> None:
+    assert _imported_by("import icefloe.client") & HEAVY == set()
