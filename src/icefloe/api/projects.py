@@ -130,6 +130,13 @@ def _reachable(s: Session, request: Request, project_id: str) -> Project:
     return repo.get_project(s, project_id)
 
 
+def _people_only(request: Request, what: str) -> None:
+    """Refuse a job run's token what only people may do (403)."""
+    principal = principal_of(request.scope)
+    if principal is not None and principal.run_id is not None:
+        raise ForbiddenError(f"a job run may not {what}")
+
+
 def _job_fields(body: BaseModel, settings: Settings, *, exclude_unset: bool) -> dict[str, Any]:
     fields = body.model_dump(exclude_unset=exclude_unset)
     if fields.get("secret_environment") is not None:
@@ -158,9 +165,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
 
     @router.post("/projects", status_code=201)
     def create_project(body: ProjectIn, request: Request) -> dict[str, Any]:
-        principal = principal_of(request.scope)
-        if principal is not None and principal.run_id is not None:
-            raise ForbiddenError("a job run may not create projects")
+        _people_only(request, "create projects")
         repo.valid_name("project", body.name)
         try:
             path, made = folders.project_folder(settings, body.name, body.path)
@@ -186,9 +191,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
 
     @router.delete("/projects/{project_id}", status_code=204)
     def delete_project(project_id: str, request: Request) -> None:
-        principal = principal_of(request.scope)
-        if principal is not None and principal.run_id is not None:
-            raise ForbiddenError("a job run may not delete projects")
+        _people_only(request, "delete projects")
         with database.session() as s:
             project = _reachable(s, request, project_id)
             repo.delete_project(s, project.id)

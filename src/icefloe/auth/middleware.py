@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from icefloe.auth.cache import KeyCache
+from icefloe.auth.principals import Principal
 from icefloe.auth.refusals import Refusals, source_of
 from icefloe.errors import IcefloeError
 
@@ -99,7 +100,7 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-def principal_of(scope: Scope) -> Any:
+def principal_of(scope: Scope) -> Principal | None:
     """The principal the middleware put on a request (None on public routes)."""
     return scope.get("icefloe.principal")
 
