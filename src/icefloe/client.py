@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -32,6 +32,12 @@ _BY_STATUS: dict[int, type[IcefloeError]] = {
     422: InvalidInputError, 400: InvalidInputError, 413: InvalidInputError,
     429: BusyError, 503: UnavailableError,
 }
+
+
+def chain_failures(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of a chain that did not succeed and were not retried."""
+    retried = {r["triggered_by"].removeprefix("run/") for r in runs if r["trigger"] == "retry"}
+    return [r for r in runs if r["status"] != "ENGINE_SUCCEEDED" and r["id"] not in retried]
 
 
 class Client:
@@ -187,6 +193,38 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise RemoteError(f"run {run_id} still {run['status']} after {timeout} s")
             time.sleep(poll)
+
+    def wait_chain(self, project_id: str, job_id: str, run_id: str, *, poll: float = 1.0,
+                   on_end: Callable[[dict[str, Any]], None] | None = None
+                   ) -> list[dict[str, Any]]:
+        """Wait for a run and for every run it starts: its children when it succeeds, its
+        retry when it fails, and theirs in turn.
+
+        Args:
+            on_end: Called with each run as it ends, in the order they end.
+
+        Returns:
+            Every run of the chain, ended; a run that failed and was retried is followed
+            by its retry. :func:`chain_failures` says which failures count.
+        """
+        ended: list[dict[str, Any]] = []
+        pending = [(job_id, run_id)]
+        jobs: list[dict[str, Any]] | None = None
+        while pending:
+            jid, rid = pending.pop(0)
+            run = self.wait_run(project_id, jid, rid, poll=poll)
+            ended.append(run)
+            if on_end is not None:
+                on_end(run)
+            jobs = jobs if jobs is not None else self.list_jobs(project_id)
+            followers = [j["id"] for j in jobs if j["parent_job_id"] == jid] + [jid]
+            for follower in followers:
+                for started in self.list_runs(project_id, follower):
+                    if started["parent_run_id"] == rid or (
+                            started["trigger"] == "retry"
+                            and started["triggered_by"] == f"run/{rid}"):
+                        pending.append((follower, started["id"]))
+        return ended
 
     # -- keys and audit ------------------------------------------------------------------
 

@@ -236,16 +236,28 @@ def test_sdk_and_cli(cp: ControlPlane, tmp_path: Path) -> None:
                    cp.home, env=env, check=True)
     assert "hello from ['x', 'y']" in logs.stdout
     bad = run_cli(["job", "run", "boom", "-p", "shop", "--wait"], cp.home, env=env)
-    assert bad.returncode == 1 and "ENGINE_FAILED" in bad.stderr
+    assert bad.returncode == 1 and "ENGINE_FAILED: exit code 3" in bad.stderr
+    assert "| about to fail" in bad.stderr  # the tail of its log
     runs = json.loads(run_cli(["job", "runs", "hello", "-p", "shop", "--json"], cp.home,
                               env=env, check=True).stdout)
     assert [r["id"] for r in runs] == [run_id]
+    # A chain whose child fails: the command follows it and fails too, naming the child.
+    run_cli(["job", "create", "-p", "shop", "--name", "after", "--script", "fail.py",
+             "--parent", "hello"], cp.home, env=env, check=True)
+    chain = run_cli(["job", "run", "hello", "-p", "shop", "--wait"], cp.home, env=env)
+    assert chain.returncode == 1, chain.stderr
+    assert "of hello: ENGINE_SUCCEEDED" in chain.stderr
+    assert "of after: ENGINE_FAILED: exit code 3" in chain.stderr
+    chained = json.loads(run_cli(["job", "runs", "after", "-p", "shop", "--json"], cp.home,
+                                 env=env, check=True).stdout)
+    assert len(chained) == 1 and chained[0]["trigger"] == "parent"
     denied = run_cli(["project", "list"], cp.home, env={**env, "ICEFLOE_API_KEY": "wrong"})
     assert denied.returncode == 9 and "invalid API key" in denied.stderr
 
     with Client(env["ICEFLOE_URL"], cp.key) as client:
         project = client.project("shop")
-        assert [j["name"] for j in client.list_jobs(project["id"])] == ["boom", "hello"]
+        assert [j["name"] for j in client.list_jobs(project["id"])] == ["after", "boom",
+                                                                        "hello"]
         with pytest.raises(NotFoundError):
             client.get_job(project["id"], "missing")
         key = client.create_key("robot", "editor")

@@ -291,14 +291,15 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
             run = repo.get_run(s, project_id, job_id, run_id)
             path = runner.log_path(run)
             status = run.status
-        data = b""
+        data, size = b"", 0
         if path.is_file():
             with path.open("rb") as fh:
+                size = fh.seek(0, 2)
                 # Past the end there is nothing to read (and a file system refuses a seek
                 # far beyond its largest file).
-                if offset < fh.seek(0, 2):
+                if offset < size:
                     fh.seek(offset)
                     data = fh.read(MAX_LOG_CHUNK)
         return {"run_id": run_id, "status": status, "offset": offset,
-                "next_offset": offset + len(data),
+                "next_offset": offset + len(data), "size": size,
                 "content": data.decode("utf-8", errors="replace")}

@@ -14,14 +14,18 @@ from pathlib import Path
 
 import typer
 
-from icefloe.cli.output import err_console, print_json, print_rows, success
+from icefloe.cli.output import err_console, error, print_json, print_rows, success
 from icefloe.cli.remote import JSON, KEY, KEY_FILE, URL, connect
-from icefloe.client import TERMINAL
+from icefloe.client import TERMINAL, chain_failures
 from icefloe.errors import InvalidInputError
 from icefloe.jobs.environment import check_variables
 
 RUN_COLUMNS = ["id", "status", "trigger", "triggered_by", "exit_code", "created_at",
                "finished_at"]
+
+LOG_TAIL_LINES = 20
+LOG_TAIL_BYTES = 64 * 1024
+MAX_OFFSET = 2**53 - 1  # the largest offset the logs route takes: answers the size only
 
 project_app = typer.Typer(help="Projects on the control plane.", no_args_is_help=True)
 job_app = typer.Typer(help="Jobs and their runs on the control plane.", no_args_is_help=True)
@@ -149,18 +153,44 @@ def job_run(
     url: str | None = URL, api_key: str | None = KEY, api_key_file: Path | None = KEY_FILE,
     as_json: bool = JSON,
 ) -> None:
-    """Start a run of a job; with --wait, exit 0 only if it succeeds."""
+    """Start a run of a job; with --wait, follow it and the runs it starts (children, retries)
+    and exit 0 only if all of them end well: a failure prints its reason and log tail."""
     with connect(url, api_key, api_key_file) as client:
         pid = client.project(project)["id"]
         jid = client.job(pid, job)["id"]
         run = client.create_run(pid, jid)
-        if wait:
-            run = client.wait_run(pid, jid, run["id"])
+        if not wait:
+            if as_json:
+                print_json(run)
+            else:
+                success(f"run {run['id']} of {job}: {run['status']} (not waiting)")
+            return
+        names = {j["id"]: j["name"] for j in client.list_jobs(pid)}
+
+        def ended(done: dict) -> None:
+            if as_json:
+                return
+            line = f"run {done['id']} of {names.get(done['job_id'], done['job_id'])}: " \
+                   f"{done['status']}"
+            if done["status"] == "ENGINE_SUCCEEDED":
+                success(line)
+                return
+            error(f"{line}: {done['reason'] or 'no reason recorded'}", label="failed:")
+            size = client.run_logs(pid, done["job_id"], done["id"], offset=MAX_OFFSET)["size"]
+            tail = client.run_logs(pid, done["job_id"], done["id"],
+                                   offset=max(0, size - LOG_TAIL_BYTES))
+            lines = tail["content"].splitlines()[-LOG_TAIL_LINES:]
+            if lines:
+                err_console.print(f"  last {len(lines)} log lines:")
+                for text in lines:
+                    err_console.print(f"  | {text}")
+
+        runs = client.wait_chain(pid, jid, run["id"], on_end=ended)
+    failures = chain_failures(runs)
     if as_json:
-        print_json(run)
-    else:
-        success(f"run {run['id']} of {job}: {run['status']}")
-    if wait and run["status"] != "ENGINE_SUCCEEDED":
+        print_json(runs[0] if len(runs) == 1 else {"run": runs[0], "chain": runs,
+                                                   "failed": [r["id"] for r in failures]})
+    if failures:
         raise typer.Exit(1)
 
 
