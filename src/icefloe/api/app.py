@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
 from icefloe.api.admin import add_admin_routes
+from icefloe.api.limits import BodyLimits
 from icefloe.api.models import add_model_routes, document_model_calls
 from icefloe.api.projects import add_project_routes
 from icefloe.api.prometheus import MetricsMiddleware, RequestMetrics
@@ -54,8 +55,8 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     the_runner.on_run_end.append(keys.forget_run)
     refusals = Refusals(settings.auth_failures_per_minute)
     supervisor = Supervisor(settings.home.resolve())
-    predictions = PredictionLog(database, spill_dir=settings.home.resolve() / "logs",
-                                periodic=[refusals.due])
+    predictions = PredictionLog.in_home(database, settings.home.resolve(),
+                                        periodic=[refusals.due])
     metrics = RequestMetrics()
     metrics.gauges.append(lambda: serving_gauges(supervisor, predictions))
 
@@ -93,8 +94,8 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")[:200]
+        message = f"{where or 'request body'}: {first.get('msg', 'invalid')}"
         return JSONResponse(InvalidInputError(message).to_dict(), status_code=422)
 
     @app.exception_handler(HTTPException)
@@ -106,11 +107,13 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
                                            else "")
             return Response(status_code=307, headers={"location": location})
         if exc.status_code == 404:
-            error: IcefloeError = NotFoundError(f"no route {request.method} {path}")
+            error: IcefloeError = NotFoundError(f"no route {request.method} {path}"[:300])
+        elif exc.status_code == 400:  # a body FastAPI could not parse: ours is 422
+            error = InvalidInputError(f"invalid request: {exc.detail}")
         else:
             error = IcefloeError(str(exc.detail))
             error.http_status = exc.status_code
-        return JSONResponse(error.to_dict(), status_code=exc.status_code,
+        return JSONResponse(error.to_dict(), status_code=error.http_status,
                             headers=getattr(exc, "headers", None))
 
     router = APIRouter(prefix=API)
@@ -134,7 +137,9 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
         return document_model_calls(plain_openapi())
 
     app.openapi = openapi  # type: ignore[method-assign]
-    # Outermost last: metrics time everything, model calls skip the REST middleware.
+    # Outermost last: metrics time everything, model calls skip the REST middleware, bodies
+    # are read only for authenticated callers.
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=keys, refusals=refusals,
                        audit=predictions.audit)
     app.add_middleware(ModelGateway, keys=keys, supervisor=supervisor, predictions=predictions,

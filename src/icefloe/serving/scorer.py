@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from icefloe.errors import ParityError
-from icefloe.ml.onnx import OnnxScorer
+from icefloe.ml.onnx import OnnxScorer, feed_from_columns
 from icefloe.ml.spec import FeatureSet
 from icefloe.serving.schema import InputSchema, validate_record
 from icefloe.serving.tracking import track_metric, tracking
@@ -34,6 +36,10 @@ class BuildScorer:
     build_id: str
     schema: InputSchema
     scorer: OnnxScorer
+    _strings: FeatureSet = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._strings = FeatureSet((), self.scorer.features.categorical)
 
     @classmethod
     def load(cls, folder: Path) -> BuildScorer:
@@ -54,18 +60,44 @@ class BuildScorer:
             Per record, the answer (0/1 prediction and probability) and the metrics tracked
             for it (``unseen_categories``: fields whose value training never saw).
         """
-        clean, tracked = [], []
-        for i, record in enumerate(records):
-            with tracking() as metrics:
-                clean.append(validate_record(self.schema, record,
-                                             f"record {i}" if len(records) > 1 else "request"))
-                unseen = [f.name for f in self.schema.fields if f.levels
-                          and clean[-1][f.name] is not None
-                          and clean[-1][f.name] not in f.level_set]
-                if unseen:
-                    track_metric("unseen_categories", unseen)
-            tracked.append(metrics)
-        columns = {f.name: [c[f.name] for c in clean] for f in self.schema.fields}
-        probs: Any = self.scorer.probabilities(columns) if clean else []
-        return [({"prediction": int(p >= 0.5), "probability": float(p)}, m)
-                for p, m in zip(probs, tracked, strict=True)]
+        checked = [self.validate(record, f"record {i}" if len(records) > 1 else "request")
+                   for i, record in enumerate(records)]
+        answers = self.score([clean for clean, _ in checked])
+        return [(answer, metrics) for answer, (_, metrics) in zip(answers, checked, strict=True)]
+
+    def validate(self, record: Any, where: str = "request") -> tuple[dict[str, Any],
+                                                                      dict[str, Any]]:
+        """Check one record against the schema.
+
+        Returns:
+            The values in model order and the metrics tracked for the record.
+
+        Raises:
+            InvalidInputError: Naming the field (see :func:`validate_record`).
+        """
+        with tracking() as metrics:
+            clean = validate_record(self.schema, record, where)
+            unseen = [f.name for f in self.schema.fields if f.levels
+                      and clean[f.name] is not None and clean[f.name] not in f.level_set]
+            if unseen:
+                track_metric("unseen_categories", unseen)
+        return clean, metrics
+
+    def score(self, clean: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Score validated records (from :meth:`validate`) in one model run."""
+        if not clean:
+            return []
+        features = self.scorer.features
+        # What feed_from_columns builds column by column, in one matrix: float64 first (None
+        # is NaN), then float32, one [n, 1] input per numeric feature (rows of the
+        # transposed matrix, so each is contiguous). Strings go through feed_from_columns.
+        feed = feed_from_columns(self._strings, {
+            name: [r[name] for r in clean] for name in self._strings.categorical})
+        if features.numeric:
+            matrix = np.array([[r[name] for name in features.numeric] for r in clean],
+                              dtype=np.float64).T.astype(np.float32)
+            for i, name in enumerate(features.numeric):
+                feed[name] = matrix[i].reshape(-1, 1)
+        (probability,) = self.scorer.session.run(["probability"], feed)
+        return [{"prediction": int(p >= 0.5), "probability": float(p)}
+                for p in np.asarray(probability, dtype=np.float64)[:, 1]]

@@ -45,8 +45,9 @@ class Replica:
     ready: bool = False
     inflight: int = 0
     missed_pings: int = 0
-    # Idle connections per event loop (a connection belongs to the loop that opened it).
-    pools: weakref.WeakKeyDictionary[Any, list[Any]] = field(
+    # The pipelined connection (or its opening) per event loop: a connection belongs to the
+    # loop that opened it (see icefloe.serving.gateway).
+    channels: weakref.WeakKeyDictionary[Any, Any] = field(
         default_factory=weakref.WeakKeyDictionary)
 
     def alive(self) -> bool:
