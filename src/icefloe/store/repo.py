@@ -6,11 +6,8 @@ transaction; errors are :mod:`icefloe.errors` types that name the project, job o
 
 from __future__ import annotations
 
-import base64
-import re
 import uuid
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import func, select
@@ -18,17 +15,11 @@ from sqlalchemy.orm import Session
 
 from icefloe.errors import ConflictError, InvalidInputError, NotFoundError
 from icefloe.jobs import states
-from icefloe.jobs.environment import check_variables
 from icefloe.jobs.graph import would_cycle
+from icefloe.jobs.spec import MAX_TEXT, check_job_fields
+from icefloe.names import valid_name
+from icefloe.paging import check_page_size, offset_of, token_for
 from icefloe.store.models import AuditEvent, Build, Deployment, Job, Project, Run
-
-KERNELS = ("python3", "spark")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.\-]{0,254}")
-JOB_FIELDS = ("name", "script", "kernel", "arguments", "environment", "secret_environment",
-              "cpu", "memory", "timeout", "retries", "parent_job_id", "schedule", "paused")
-MAX_TEXT = 10_000
-MAX_INT = 2**31 - 1
-MAX_TIMESTAMP_MS = 2**53 - 1  # ms since 1970: beyond any date, and exact in every JSON reader
 
 
 def now() -> datetime:
@@ -41,45 +32,17 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def valid_name(kind: str, value: Any) -> str:
-    """``value`` if it is a valid name of a ``kind`` (project, job, user), else 422."""
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise InvalidInputError(
-            f"invalid {kind} name {str(value)[:100]!r}: 1-255 letters, digits, spaces, '_', "
-            "'-' or '.', starting with a letter or digit"
-        )
-    return value
-
-
-def check_timestamps(**values: Any) -> None:
-    """Refuse timestamps (ms since 1970, by name) that no date has and no column holds."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) \
-                or not 0 <= value <= MAX_TIMESTAMP_MS:
-            raise InvalidInputError(f"{name} must be an integer from 0 to {MAX_TIMESTAMP_MS} "
-                                    "(milliseconds since 1970)")
-
-
 # -- paging ------------------------------------------------------------------------------
 
 def page(query: Any, s: Session, page_size: int, page_token: str | None) -> tuple[list[Any], str]:
     """One page of ``query`` and the token of the next page ("" at the end), like CML."""
-    if not 1 <= page_size <= 1000:
-        raise InvalidInputError(f"page_size must be between 1 and 1000, got {page_size}")
-    offset = 0
-    if page_token:
-        try:
-            offset = int(base64.urlsafe_b64decode(page_token.encode()).decode())
-        except ValueError:
-            offset = -1
-        if not 0 <= offset <= MAX_INT:
-            raise InvalidInputError(f"invalid page_token {page_token[:100]!r}: use the "
-                                    "next_page_token of the previous page")
+    check_page_size(page_size)
+    offset = offset_of(page_token)
     rows = list(s.scalars(query.offset(offset).limit(page_size + 1)))
     token = ""
     if len(rows) > page_size:
         rows = rows[:page_size]
-        token = base64.urlsafe_b64encode(str(offset + page_size).encode()).decode()
+        token = token_for(offset + page_size)
     return rows, token
 
 
@@ -149,82 +112,26 @@ def delete_project(s: Session, project_id: str) -> None:
 
 # -- jobs --------------------------------------------------------------------------------
 
-def _check_script(script: Any) -> str:
-    if not isinstance(script, str) or not script.strip():
-        raise InvalidInputError("job field 'script' is required: a path inside the project")
-    path = PurePosixPath(script)
-    if len(script) > 1024 or path.is_absolute() or ".." in path.parts or "\\" in script \
-            or "\x00" in script:
-        raise InvalidInputError(
-            f"job field 'script' must be a relative path inside the project, got {script!r}"
-        )
-    return script
-
-
 def _parents(s: Session, project_id: str) -> dict[str, str | None]:
     rows = s.execute(select(Job.id, Job.parent_job_id).where(Job.project_id == project_id))
     return {job_id: parent for job_id, parent in rows}
 
 
-def _apply_job_fields(s: Session, job: Job, fields: dict[str, Any]) -> None:
-    unknown = sorted(set(fields) - set(JOB_FIELDS))
-    if unknown:
-        raise InvalidInputError(f"unknown job field(s): {', '.join(unknown)}")
-    if "name" in fields:
-        job.name = valid_name("job", fields["name"])
-    if "script" in fields:
-        job.script = _check_script(fields["script"])
-    if "kernel" in fields:
-        if fields["kernel"] not in KERNELS:
-            raise InvalidInputError(f"job field 'kernel' must be one of {', '.join(KERNELS)}")
-        job.kernel = fields["kernel"]
-    if "arguments" in fields:
-        if not isinstance(fields["arguments"], str) or len(fields["arguments"]) > MAX_TEXT:
-            raise InvalidInputError(f"job field 'arguments' must be a string of at most "
-                                    f"{MAX_TEXT} characters")
-        job.arguments = fields["arguments"]
-    if "environment" in fields:
-        env = fields["environment"] or {}
-        if not isinstance(env, dict):
-            raise InvalidInputError(
-                "job field 'environment' must map variable names to string values")
-        check_variables(env)
-        job.environment = dict(env)
-    if "secret_environment" in fields:
-        # Sealed by the caller (see jobs.vault): only ciphertext reaches the store.
-        job.secret_environment = fields["secret_environment"] or ""
-    for field in ("cpu", "memory", "timeout", "retries"):
-        if field in fields:
-            value = fields[field]
-            if not isinstance(value, int) or isinstance(value, bool) or not \
-                    0 <= value <= MAX_INT:
-                raise InvalidInputError(f"job field {field!r} must be an integer from 0 to "
-                                        f"{MAX_INT}")
-            setattr(job, field, value)
-    if "schedule" in fields:
-        schedule = fields["schedule"] or ""
-        if not isinstance(schedule, str) or len(schedule) > 255:
-            raise InvalidInputError("job field 'schedule' must be a cron expression")
-        if schedule:
-            from croniter import croniter
-
-            if not croniter.is_valid(schedule):
-                raise InvalidInputError(f"job field 'schedule' is not a cron expression: "
-                                        f"{schedule!r}")
-        job.schedule = schedule
-    if "paused" in fields:
-        job.paused = bool(fields["paused"])
-    if "parent_job_id" in fields:
-        parent = fields["parent_job_id"] or None
-        if parent is not None:
-            parent_job = s.get(Job, parent)
-            if parent_job is None or parent_job.project_id != job.project_id:
-                raise NotFoundError(f"parent job {parent!r} does not exist in this project")
-            parents = _parents(s, job.project_id)
-            if would_cycle(parents, job.id, parent):
-                raise ConflictError(
-                    f"parent job {parent_job.name!r} would make a dependency cycle")
-        job.parent_job_id = parent
+def _apply_job_fields(s: Session, job: Job, fields: dict[str, Any], creating: bool) -> None:
+    """Apply job fields checked by the job rules, then what needs the database: the parent
+    exists in the same project and makes no cycle."""
+    checked = check_job_fields(fields, creating=creating)
+    parent = checked.pop("parent_job_id", job.parent_job_id)
+    for name, value in checked.items():
+        setattr(job, name, value)
+    if parent is not None and parent != job.parent_job_id:
+        parent_job = s.get(Job, parent)
+        if parent_job is None or parent_job.project_id != job.project_id:
+            raise NotFoundError(f"parent job {parent!r} does not exist in this project")
+        if would_cycle(_parents(s, job.project_id), job.id, parent):
+            raise ConflictError(
+                f"parent job {parent_job.name!r} would make a dependency cycle")
+    job.parent_job_id = parent
 
 
 def create_job(s: Session, project_id: str, fields: dict[str, Any],
@@ -234,14 +141,11 @@ def create_job(s: Session, project_id: str, fields: dict[str, Any],
     ``created_by`` is the user scheduled runs act as.
     """
     get_project(s, project_id)
-    for required in ("name", "script"):
-        if required not in fields:
-            raise InvalidInputError(f"job field {required!r} is required")
     job = Job(id=new_id(), project_id=project_id, kernel="python3", arguments="",
               environment={}, cpu=1, memory=1, timeout=0, retries=0, schedule="",
               paused=False, secret_environment="", created_by=created_by,
               created_at=now(), updated_at=now())
-    _apply_job_fields(s, job, fields)
+    _apply_job_fields(s, job, fields, creating=True)
     if s.scalar(select(Job).where(Job.project_id == project_id, Job.name == job.name)):
         raise ConflictError(f"job {job.name!r} already exists in this project")
     s.add(job)
@@ -252,7 +156,7 @@ def create_job(s: Session, project_id: str, fields: dict[str, Any],
 def update_job(s: Session, project_id: str, job_id: str, fields: dict[str, Any]) -> Job:
     """Change a job's fields (checked like at creation)."""
     job = get_job(s, project_id, job_id)
-    _apply_job_fields(s, job, fields)
+    _apply_job_fields(s, job, fields, creating=False)
     job.updated_at = now()
     s.flush()
     return job
