@@ -20,6 +20,7 @@ from icefloe.serving import builds as builds_store
 from icefloe.serving import deployments as deps
 from icefloe.serving.builds import build_json, create_build
 from icefloe.serving.predictions import (
+    MAX_TIMESTAMP_MS,
     PredictionLog,
     read_metrics,
     track_aggregate_metrics,
@@ -28,7 +29,6 @@ from icefloe.serving.predictions import (
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store.db import Database
 from icefloe.store.models import Build
-from icefloe.store.repo import MAX_TIMESTAMP_MS
 
 ID = Field(max_length=64)
 CRN = Field(max_length=255)

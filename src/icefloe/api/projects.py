@@ -19,6 +19,8 @@ from icefloe.errors import ForbiddenError, InvalidInputError, NotFoundError
 from icefloe.jobs import folders, vault
 from icefloe.jobs.environment import MAX_VALUE, MAX_VARIABLES, check_variables
 from icefloe.jobs.runner import Runner
+from icefloe.jobs.spec import MAX_INT, MAX_TEXT
+from icefloe.names import valid_name
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.models import Job, Project, Run
@@ -66,8 +68,8 @@ def run_json(r: Run) -> dict[str, Any]:
 
 
 NAME = Field(min_length=1, max_length=255)
-TEXT = Field(max_length=repo.MAX_TEXT)
-COUNT = Field(ge=0, le=repo.MAX_INT)
+TEXT = Field(max_length=MAX_TEXT)
+COUNT = Field(ge=0, le=MAX_INT)
 ID = Field(max_length=64)
 Variables = Annotated[dict[Annotated[str, Field(max_length=255)],
                            Annotated[str, Field(max_length=MAX_VALUE)]],
@@ -166,7 +168,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
     @router.post("/projects", status_code=201)
     def create_project(body: ProjectIn, request: Request) -> dict[str, Any]:
         _people_only(request, "create projects")
-        repo.valid_name("project", body.name)
+        valid_name("project", body.name)
         try:
             path, made = folders.project_folder(settings, body.name, body.path)
         except (OSError, ValueError) as exc:  # a name too long, a NUL, a symlink loop

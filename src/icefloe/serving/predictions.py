@@ -454,6 +454,18 @@ class PredictionLog:
             self._unwritten = []
 
 
+MAX_TIMESTAMP_MS = 2**53 - 1  # ms since 1970: beyond any date, and exact in every JSON reader
+
+
+def check_timestamps(**values: Any) -> None:
+    """Refuse timestamps (ms since 1970, by name) that no date has and no column holds."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) \
+                or not 0 <= value <= MAX_TIMESTAMP_MS:
+            raise InvalidInputError(f"{name} must be an integer from 0 to {MAX_TIMESTAMP_MS} "
+                                    "(milliseconds since 1970)")
+
+
 def track_delayed_metrics(db: Database, prediction_uuid: str,
                           metrics: dict[str, Any]) -> dict[str, Any]:
     """Attach ground truth (or any late metric) to a recorded prediction.
@@ -489,7 +501,7 @@ def track_aggregate_metrics(db: Database, metrics: dict[str, Any], start_timesta
     """
     if not isinstance(metrics, dict) or not metrics:
         raise InvalidInputError("metrics must be a non-empty JSON object")
-    repo.check_timestamps(start_timestamp_ms=start_timestamp_ms,
+    check_timestamps(start_timestamp_ms=start_timestamp_ms,
                           end_timestamp_ms=end_timestamp_ms)
     if end_timestamp_ms < start_timestamp_ms:
         raise InvalidInputError("end_timestamp_ms is before start_timestamp_ms")
@@ -510,9 +522,9 @@ def read_metrics(db: Database, deployment_id: str, start_timestamp_ms: int,
     Aggregate metrics whose window overlaps come after them, with ``predictionUuid`` null.
 
     Raises:
-        InvalidInputError: A timestamp outside 0 .. ``repo.MAX_TIMESTAMP_MS``.
+        InvalidInputError: A timestamp outside 0 .. ``MAX_TIMESTAMP_MS``.
     """
-    repo.check_timestamps(start_timestamp_ms=start_timestamp_ms,
+    check_timestamps(start_timestamp_ms=start_timestamp_ms,
                           end_timestamp_ms=end_timestamp_ms)
     with db.session() as s:
         rows = s.scalars(select(Prediction).where(
