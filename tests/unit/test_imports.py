@@ -22,3 +22,12 @@ def test_the_cli_imports_no_heavy_library() -> None:
 
 def test_the_sdk_imports_no_heavy_library() -> None:
     assert _imported_by("import icefloe.client") & HEAVY == set()
+
+
+def test_a_model_replica_imports_only_what_scoring_needs() -> None:
+    # ONNX Runtime is imported when the build loads; nothing of the lakehouse or training.
+    assert _imported_by("import icefloe.serving.replica") & HEAVY <= {"numpy"}
+
+
+def test_the_control_plane_app_imports_no_spark_mlflow_or_lakehouse() -> None:
+    assert _imported_by("import icefloe.api.app") & HEAVY <= {"numpy", "sqlalchemy"}

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 MISSING_STRING = "\u0000missing"  # never a real category: scored as "unknown", like Spark
 
 
+PARITY_LIMIT = 1e-5  # largest |ONNX - Spark| probability a compiled model may differ by
+
 def _surrogates(model: PipelineModel) -> dict[str, float]:
     from pyspark.ml.feature import ImputerModel
 

@@ -8,23 +8,15 @@ decided (and explained) before any work starts.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-
-from pyiceberg.schema import Schema
-from pyiceberg.types import (
-    BooleanType,
-    DecimalType,
-    DoubleType,
-    FloatType,
-    IntegerType,
-    LongType,
-    StringType,
-)
+from typing import TYPE_CHECKING
 
 from icefloe.errors import InvalidInputError, TrainingError
 
+if TYPE_CHECKING:  # the spec is plain data: replicas and the CLI load it without PyIceberg
+    from pyiceberg.schema import Schema
+
 PIPELINES = ("baseline", "categorical", "tree")
 NULL_POLICIES = ("drop", "impute")
-_NUMERIC = (IntegerType, LongType, FloatType, DoubleType, DecimalType, BooleanType)
 
 
 @dataclass(frozen=True)
@@ -137,6 +129,17 @@ def resolve_features(schema: Schema, spec: TrainSpec) -> FeatureSet:
         TrainingError: A missing column, a column of an unusable type, or a string column
             given to a pipeline that cannot encode strings (naming the column and the fix).
     """
+    from pyiceberg.types import (
+        BooleanType,
+        DecimalType,
+        DoubleType,
+        FloatType,
+        IntegerType,
+        LongType,
+        StringType,
+    )
+
+    numeric_types = (IntegerType, LongType, FloatType, DoubleType, DecimalType, BooleanType)
     names = [f.name for f in schema.fields]
     if spec.label.column not in names:
         raise TrainingError(
@@ -155,7 +158,7 @@ def resolve_features(schema: Schema, spec: TrainSpec) -> FeatureSet:
     categorical: list[str] = []
     for name in chosen:
         ftype = schema.find_field(name).field_type
-        if isinstance(ftype, _NUMERIC):
+        if isinstance(ftype, numeric_types):
             numeric.append(name)
         elif isinstance(ftype, StringType):
             categorical.append(name)

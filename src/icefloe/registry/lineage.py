@@ -12,6 +12,7 @@ from typing import Any
 
 TAG_PREFIX = "icefloe."
 LINEAGE_ARTIFACT = "lineage.json"
+PARITY_SAMPLES_ARTIFACT = "parity_samples.json"  # test rows with Spark's probabilities
 TAGGED_FIELDS = ("table", "snapshot_id", "schema_id", "row_count", "fingerprint", "pipeline",
                  "catalog", "snapshot_time", "label")
 

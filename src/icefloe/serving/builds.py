@@ -16,10 +16,9 @@ from typing import Any
 
 from icefloe.config import Settings
 from icefloe.errors import IcefloeError, ParityError
-from icefloe.ml.onnx import OnnxScorer, parity
+from icefloe.ml.onnx import PARITY_LIMIT, OnnxScorer, parity
 from icefloe.ml.spec import FeatureSet
-from icefloe.ml.train import PARITY_LIMIT, PARITY_SAMPLES_ARTIFACT
-from icefloe.registry.lineage import Lineage
+from icefloe.registry.lineage import PARITY_SAMPLES_ARTIFACT, Lineage
 from icefloe.registry.store import ModelRegistry
 from icefloe.serving.schema import FieldSpec, InputSchema
 from icefloe.serving.scorer import checksum
