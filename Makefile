@@ -33,6 +33,7 @@ bench: install
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && \
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y wrk >/dev/null; } || \
 		{ echo "bench/serving.py needs wrk: install the 'wrk' package"; exit 1; }
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/lakehouse.py --spark
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/serving.py
