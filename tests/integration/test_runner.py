@@ -58,9 +58,8 @@ def test_concurrency_limit_queues_and_shutdown_stops(tmp_path: Path) -> None:
         job = repo.get_job(s, pid, jid)
         first = repo.create_run(s, job, "api", "t").id
         second = repo.create_run(s, job, "api", "t").id
-    runner.tick()
-    time.sleep(0.3)
-    runner.tick()
+    runner.tick()  # starts the first run (its script sleeps 30 s)
+    runner.tick()  # the limit is reached: the second waits
     with db.session() as s:
         assert repo.get_run(s, pid, jid, first).status == states.RUNNING
         assert repo.get_run(s, pid, jid, second).status == states.SCHEDULING
