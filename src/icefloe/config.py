@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -147,12 +148,22 @@ class Settings:
         out["mlflow_uri"] = self.resolved_mlflow_uri
         out["mlflow_artifacts"] = self.mlflow_artifacts_uri
         out["projects_root"] = str(self.resolved_projects_root)
+        for name in ("catalog_uri", "platform_db_url", "mlflow_uri"):
+            out[name] = mask_password(out[name])
         return out
 
 
 _FIELD_TYPES: dict[str, type] = {
     name: hint for name, hint in get_type_hints(Settings).items() if not name.startswith("_")
 }
+
+
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*:)[^@]*@")
+
+
+def mask_password(url: str) -> str:
+    """A URL with its password replaced by ``***`` (for anything printed or logged)."""
+    return _PASSWORD.sub(r"\1***@", url)
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:

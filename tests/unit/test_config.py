@@ -74,3 +74,15 @@ def test_absolute_warehouse_and_catalog_uri_are_kept(tmp_path: Path) -> None:
     )
     assert s.warehouse_path == (tmp_path / "wh").as_uri()
     assert s.resolved_catalog_uri == "sqlite:///x.db"
+
+
+def test_database_passwords_are_masked_wherever_settings_are_shown(tmp_path: Path) -> None:
+    from icefloe.config import mask_password
+
+    url = "postgresql+psycopg://ice:s3cr:et@db.example:5432/icefloe"
+    assert mask_password(url) == "postgresql+psycopg://ice:***@db.example:5432/icefloe"
+    assert mask_password("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    assert mask_password("postgresql://ice@db/icefloe") == "postgresql://ice@db/icefloe"
+    shown = load_settings(env={"ICEFLOE_PLATFORM_DB_URL": url}, home=tmp_path).as_dict()
+    assert "s3cr" not in str(shown)
+    assert shown["platform_db_url"].endswith("***@db.example:5432/icefloe")

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from icefloe.cli.output import print_arrow
-from icefloe.config import Settings, write_default_config
+from icefloe.config import Settings, mask_password, write_default_config
 from icefloe.demo.loans import LABEL_COLUMN, POSITIVE_STATUSES, generate_loans, write_loans
 from icefloe.errors import ConflictError, SchemaMismatchError, TrainingError
 from icefloe.home import prepare_home
@@ -65,7 +65,8 @@ def run_story(
     _step(1, "Set up the icefloe home")
     write_default_config(settings)
     _cmd("icefloe init")
-    console.print(f"home {settings.home.resolve()}  catalog {settings.resolved_catalog_uri}")
+    console.print(f"home {settings.home.resolve()}  catalog "
+                  f"{mask_password(settings.resolved_catalog_uri)}", markup=False)
     _reset_demo_table(lh)
 
     _step(2, "Generate the loan book and a 'bad batch' with new categorical columns")
