@@ -27,12 +27,54 @@ def test_demo_runs_the_data_story_twice(tmp_path) -> None:
     ):
         assert expected in out, expected
     assert "Traceback" not in first.stderr
+    _assert_story_state(home)
     # Re-running replaces the demo's own table and tells the user so.
     second = run_cli(["demo", "--rows", "2000", "--bad-rows", "500"], home)
     assert second.returncode == 0, second.stderr
     assert "replacing lending.loans from an earlier demo run" in second.stdout
     assert "replacing model loan-default from an earlier demo run" in second.stdout
     assert "registered loan-default/1" in second.stdout
+
+
+def _assert_story_state(home) -> None:
+    """What the story leaves behind, read from the stores themselves, not its narration."""
+    from sqlalchemy import select
+
+    from icefloe.config import load_settings
+    from icefloe.lakehouse import Lakehouse
+    from icefloe.registry.store import ModelRegistry
+    from icefloe.store.db import Database
+    from icefloe.store.models import Deployment, Job, Prediction, Run
+
+    settings = load_settings(env={}, home=home)
+    lh = Lakehouse(settings)
+    history = lh.snapshots("lending.loans")
+    s1 = next(s for s in history if "s1-base" in s.tags)
+    assert s1.total_rows == 2000
+    assert any(s.total_rows == 2500 for s in history)  # S2: the bad batch, kept in history
+    # The job chain appended a batch of 500 to the rolled-back table (S1 + 500).
+    current = lh.current_snapshot("lending.loans")
+    assert current is not None and current.total_rows == 2500
+    versions = ModelRegistry(settings).versions("loan-default")
+    assert versions[0]["snapshot_id"] == s1.snapshot_id  # v1 learned from S1
+    assert versions[-1]["snapshot_id"] == current.snapshot_id  # TrainModel's version
+    assert len(versions) == 2
+    db = Database(settings.resolved_platform_db_url)
+    try:
+        with db.session() as s:
+            runs = {s.get(Job, r.job_id).name: r for r in s.scalars(select(Run))}
+            assert {n: r.status for n, r in runs.items()} == {
+                "LoadBatch": "ENGINE_SUCCEEDED", "TrainModel": "ENGINE_SUCCEEDED"}
+            assert runs["TrainModel"].parent_run_id == runs["LoadBatch"].id
+            deployed = list(s.scalars(select(Deployment).where(
+                Deployment.status == "DEPLOYED")))
+            assert len(deployed) == 1 and deployed[0].model_version == versions[-1]["version"]
+            predictions = list(s.scalars(select(Prediction)))
+            assert len(predictions) == 5
+            assert all(p.delayed_metrics and "final_label" in p.delayed_metrics
+                       for p in predictions)
+    finally:
+        db.dispose()
 
 
 def test_demo_refuses_to_replace_a_user_table(tmp_path) -> None:
