@@ -212,6 +212,12 @@ class Lakehouse:
         """Make an earlier (or rolled-back-from) snapshot current; history is kept."""
         return _snapshots.rollback(self.catalog, name, snapshot_id)
 
+    @cached_property
+    def _sql_runner(self) -> _sql.SqlRunner:
+        """Runs SQL, keeping table metadata, snapshot views and DuckDB databases between
+        queries (snapshots never change)."""
+        return _sql.SqlRunner(self.catalog)
+
     def sql(self, query: str, pins: Mapping[str, int | str] | None = None) -> pa.Table:
         """Run DuckDB SQL over the tables (``namespace.table``), optionally pinned."""
-        return _sql.run_sql(self.catalog, query, pins)
+        return self._sql_runner.run(query, pins)

@@ -12,11 +12,11 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.exceptions import (
     CommitFailedException,
     NamespaceAlreadyExistsError,
@@ -28,6 +28,7 @@ from pyiceberg.exceptions import (
     NoSuchTableError as IcebergNoSuchTable,
 )
 from pyiceberg.table import Table
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -148,6 +149,52 @@ def list_table_names(catalog: SqlCatalog, namespace: str | None = None) -> list[
             raise NoSuchNamespaceError(f"namespace {ns!r} does not exist") from exc
         names.extend(TableName(ns, ident[-1]) for ident in identifiers)
     return sorted(names)
+
+
+_LOCATION_QUERIES: dict[object, Select[str, str, str | None]] = {}
+
+
+def _location_query(catalog: SqlCatalog) -> Select[str, str, str | None]:
+    """The (kept, so compiled once) query for tables' metadata locations by name."""
+    # Views written by other engines share the table; PyIceberg's own filter keeps them out.
+    version = getattr(catalog, "_schema_version", None)
+    cached = _LOCATION_QUERIES.get(version)
+    if cached is not None:
+        return cached
+    stmt = select(
+        IcebergTables.table_namespace,
+        IcebergTables.table_name,
+        IcebergTables.metadata_location,
+    ).where(
+        IcebergTables.catalog_name == bindparam("catalog"),
+        IcebergTables.table_namespace.in_(bindparam("namespaces", expanding=True)),
+        IcebergTables.table_name.in_(bindparam("tables", expanding=True)),
+    )
+    type_filter = getattr(catalog, "_iceberg_type_filter", lambda: None)()
+    if type_filter is not None:
+        stmt = stmt.where(type_filter)
+    _LOCATION_QUERIES[version] = stmt
+    return stmt
+
+
+def table_locations(catalog: SqlCatalog, names: Iterable[TableName]) -> dict[TableName, str]:
+    """The current metadata file of each of ``names`` that exists, in one catalog query.
+
+    A metadata file never changes once written, so its location identifies the table's
+    state: anything derived from it can be kept for as long as the location is current.
+    """
+    wanted = set(names)
+    if not wanted:
+        return {}
+    params = {
+        "catalog": catalog.name,
+        "namespaces": sorted({n.namespace for n in wanted}),
+        "tables": sorted({n.table for n in wanted}),
+    }
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(_location_query(catalog), params).all()
+    found = {TableName(ns, table): location for ns, table, location in rows if location}
+    return {name: location for name, location in found.items() if name in wanted}
 
 
 def load_table(catalog: SqlCatalog, name: str | TableName) -> Table:
