@@ -1,5 +1,6 @@
 """The gateway's answers when no replica can take a call: 503 after waiting or after too many
-failed replicas, 429 when full; and the pipelined connection to a replica."""
+failed replicas, 429 when full; the pipelined connection to a replica; and key checks that
+wait for the database off the event loop."""
 
 import asyncio
 import random
@@ -7,9 +8,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from icefloe.api.app import create_app
+from icefloe.auth import keys as api_keys
+from icefloe.auth.cache import MISS, KeyCache
+from icefloe.config import load_settings
 from icefloe.errors import BusyError, UnavailableError
 from icefloe.serving.gateway import MAX_ATTEMPTS, MAX_INFLIGHT, forward
 from icefloe.serving.protocol import (
@@ -20,6 +27,7 @@ from icefloe.serving.protocol import (
     split_requests,
 )
 from icefloe.serving.supervisor import Replica, Route
+from icefloe.store.db import Database
 
 
 def test_no_ready_replica_waits_then_503_and_a_full_one_is_429(tmp_path: Path) -> None:
@@ -86,3 +94,80 @@ def test_pipelined_requests_get_their_own_replies_however_the_bytes_arrive(
         server.close()
 
     asyncio.run(go())
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _hold_every_connection(db: Database) -> list[Any]:
+    """Take every connection of the DB's pool, as requests stuck behind a lock would: any
+    other query now waits (up to the pool's 30 s) for one to come back."""
+    pool: Any = db.engine.pool
+    return [pool.connect() for _ in range(pool.size() + pool._max_overflow)]
+
+
+def test_a_key_check_waiting_for_the_database_does_not_stall_cached_callers(
+        tmp_path: Path) -> None:
+    """While the database cannot answer, requests whose API key is not cached wait for their
+    check in the key cache's threads (REST and /model alike); requests with a cached key go
+    on being answered on the event loop, also once the key is past its ttl (it is checked
+    again in the background and used meanwhile)."""
+    app = create_app(load_settings(env={}, home=tmp_path / "home"), start_runner=False)
+    keys: KeyCache = app.state.keys
+    keys.ttl = 0.2
+    with app.state.db.session() as s:
+        _, known = api_keys.create_api_key(s, "known", "viewer")
+        _, fresh = api_keys.create_api_key(s, "fresh", "viewer")
+
+    async def go() -> tuple[int, list[int]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t",
+                                     timeout=60) as client:
+            assert (await client.get("/metrics", headers=_bearer(known))).status_code == 200
+            held = _hold_every_connection(app.state.db)
+            try:
+                waiting = [asyncio.ensure_future(client.get("/metrics",
+                                                            headers=_bearer(fresh))),
+                           asyncio.ensure_future(client.post(
+                               "/model", headers=_bearer(fresh),
+                               json={"accessKey": "m" + "0" * 32, "request": {}}))]
+                answered = 0
+                until = time.monotonic() + 5 * keys.ttl  # well past the cached key's ttl
+                while time.monotonic() < until or answered < 20:
+                    r = await asyncio.wait_for(client.get("/metrics", headers=_bearer(known)),
+                                               timeout=2.0)
+                    assert r.status_code == 200, r.text
+                    answered += 1
+                # Structurally still waiting: no connection came back yet.
+                assert not any(w.done() for w in waiting)
+            finally:
+                for connection in held:
+                    connection.close()
+            late = await asyncio.wait_for(asyncio.gather(*waiting), timeout=30)
+            return answered, [r.status_code for r in late]
+
+    answered, late = asyncio.run(go())
+    assert answered >= 20
+    # The fresh key was good all along: REST answers, /model refuses only the unknown
+    # access key (401 either way, but after the check, not before).
+    assert late == [200, 401]
+    assert keys.cached(fresh) is not MISS and keys.cached(fresh) is not None
+
+
+def test_a_flood_of_distinct_bad_keys_does_not_evict_good_ones(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'platform.db'}")
+    with db.session() as s:
+        _, good = api_keys.create_api_key(s, "good", "viewer")
+    keys = KeyCache(db, max_entries=50)
+    principal = keys.verify(good)
+    assert principal is not None and principal.user == "good"
+    # Well-formed keys with prefixes the store does not know: each one is a real lookup.
+    bad = [f"ifk_{i:012x}_{'x' * 43}" for i in range(4 * keys.max_entries)]
+    assert asyncio.run(_check_all(keys, bad)) == [None] * len(bad)
+    assert keys.cached(good) == principal  # still cached: no database needed
+    db.dispose()
+
+
+async def _check_all(keys: KeyCache, secrets: list[str]) -> list[object]:
+    return list(await asyncio.gather(*(keys.check(s) for s in secrets)))

@@ -4,12 +4,17 @@ A client sends requests without pause while the deployment is redeployed, refuse
 failed or tampered build, and loses a replica to SIGKILL: no request may fail, answers must
 move to the new build, and every successful answer must be in the prediction log. The
 control plane itself is SIGKILLed under load too: after a restart every answered prediction
-is in the log (the journal is replayed).
+is in the log (the journal is replayed). Another process holding the platform database does
+not stall /model.
 """
 
 import json
 import os
 import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +22,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from icefloe.config import load_settings
 from icefloe.demo.loans import generate_loans
@@ -353,3 +359,87 @@ def test_a_call_is_answered_only_by_the_deployment_of_its_own_access_key(
         return len(served.client.get("/metrics", params={"model_deployment_crn": dep["id"]})
                    .json()["metrics"])
     assert (logged(guarded), logged(public)) == (3, 2)
+
+
+# Holds a write lock on a SQLite database (BEGIN IMMEDIATE) for argv[2] seconds.
+LOCKER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("ROLLBACK")
+"""
+
+
+def test_model_keeps_answering_while_another_process_holds_the_database(
+        served: Server) -> None:
+    """Another process holds a write lock on the platform database for 10 s. A caller whose
+    API key is cached keeps getting answers at its usual latency; a caller whose key was
+    never used is checked off the event loop and answered too; every prediction answered
+    meanwhile is in the log once the lock is gone."""
+    dep = _deploy(served, _build(served), replicas=1)
+    base = served.url.removesuffix("/api/v2")
+    made = served.client.post("/keys", json={"user": "first-use", "role": "viewer"})
+    assert made.status_code == 201, made.text
+    first_use_key = made.json()["api_key"]  # never presented yet: its first use asks the DB
+    call = {"accessKey": dep["access_key"], "request": ROW}
+    answers: list[str] = []
+
+    def timed(client: httpx.Client) -> tuple[float, httpx.Response]:
+        started = time.monotonic()
+        r = client.post(f"{base}/model", json=call)
+        if r.status_code == 200:
+            answers.append(r.json()["response"]["uuid"])
+        return time.monotonic() - started, r
+
+    with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {served.key}"}) as cached:
+        usual = []
+        for _ in range(30):
+            took, r = timed(cached)
+            assert r.status_code == 200, r.text
+            usual.append(took)
+
+        path = make_url(load_settings(env={}, home=served.home).resolved_platform_db_url)
+        assert path.database
+        locker = subprocess.Popen([sys.executable, "-c", LOCKER, path.database, "10"],
+                                  stdout=subprocess.PIPE, text=True)
+        first_use: list[httpx.Response] = []
+        try:
+            assert locker.stdout is not None and locker.stdout.readline() == "locked\n"
+            probe = sqlite3.connect(path.database, timeout=0.1, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):  # it is held
+                probe.execute("BEGIN IMMEDIATE")
+            probe.close()
+
+            def use_first_time() -> None:
+                with httpx.Client(timeout=60, headers={
+                        "Authorization": f"Bearer {first_use_key}"}) as client:
+                    first_use.append(timed(client)[1])
+
+            other = threading.Thread(target=use_first_time)
+            other.start()
+            during: list[tuple[float, int]] = []
+            while True:
+                took, r = timed(cached)
+                if locker.poll() is not None:  # the lock may be gone: not counted
+                    break
+                during.append((took, r.status_code))
+            other.join(timeout=60)
+        finally:
+            if locker.poll() is None:
+                locker.kill()
+            locker.wait()
+        assert locker.returncode == 0
+
+    latencies = sorted(took for took, _ in during)
+    print(f"\n/model while the DB was locked: {len(during)} answers, median "
+          f"{statistics.median(latencies) * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms "
+          f"(usual median {statistics.median(usual) * 1000:.1f} ms)")
+    assert {status for _, status in during} == {200}
+    assert len(during) >= 100
+    assert statistics.median(latencies) <= max(0.05, 5 * statistics.median(usual))
+    assert latencies[-1] < 2.0  # nothing waited for the lock (the busy timeout is 30 s)
+    assert [r.status_code for r in first_use] == [200], first_use
+    logged = served.client.get("/metrics", params={"model_deployment_crn": dep["id"]})
+    assert sorted(m["predictionUuid"] for m in logged.json()["metrics"]) == sorted(answers)

@@ -2,9 +2,12 @@
 
 Every route is authenticated unless its path is on :data:`PUBLIC_PATHS`. Model calls
 (``/model``) never reach this layer: the model gateway in front checks the same keys through
-the same :class:`~icefloe.auth.cache.KeyCache`. Unknown, malformed and revoked keys all get
-the same 401 body; the key is never logged. Refusals are counted per source and minute and
-a source that keeps failing is answered 429 (see :mod:`icefloe.auth.refusals`).
+the same :class:`~icefloe.auth.cache.KeyCache`: a cached key is answered at once, any other
+is checked in the cache's thread pool, so a slow or locked database never stalls the event
+loop. Unknown, malformed and revoked keys all get the same 401 body; the key is never
+logged. Denials are audited through a queue (``audit`` must not wait for the database).
+Refusals are counted per source and minute and a source that keeps failing is answered 429
+(see :mod:`icefloe.auth.refusals`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from icefloe.auth.cache import KeyCache
+from icefloe.auth.cache import MISS, KeyCache, presented_secret
 from icefloe.auth.principals import Principal
 from icefloe.auth.refusals import Refusals, source_of
 from icefloe.errors import IcefloeError
@@ -25,7 +28,7 @@ FORBIDDEN = {"error": {"type": "Forbidden", "message": "this key's role may not 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
                    Awaitable[None]]
-AuditSink = Callable[[dict[str, Any]], None]
+AuditSink = Callable[[dict[str, Any]], None]  # queues an audit row; never waits
 
 
 def json_response(status: int, body: dict[str, Any],
@@ -78,7 +81,14 @@ class ApiKeyMiddleware:
         source = source_of(scope)
         wait = self.refusals.retry_after(source)
         try:
-            principal = self.keys.from_scope(scope, lookup=not wait)
+            presented = presented_secret(scope)
+            principal = None
+            if presented is not None:
+                found = self.keys.cached(presented)
+                if found is not MISS:
+                    principal = found
+                elif not wait:  # a slowed source is heard only with a key known good
+                    principal = await self.keys.check(presented)
         except IcefloeError as exc:
             await send_json(send, exc.http_status, exc.to_dict())
             return

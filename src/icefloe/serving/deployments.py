@@ -1,38 +1,143 @@
 """Deployments: a READY build served by replicas behind an access key.
 
-The database says what should be served; the :class:`Supervisor` serves it. Creating or
-redeploying returns once the replicas are ready; if they never are, a new deployment is
-``FAILED`` with the reason and a redeploy leaves the old build serving (the reason is kept
-on the deployment). Deployments still ``DEPLOYED`` come back when the control plane starts.
+The database says what is served, and only once it is: a new deployment is ``DEPLOYING``
+until its replicas are ready, then ``DEPLOYED`` (or ``FAILED`` with the reason, its replicas
+stopped). A redeploy starts the new build's replicas, records the new build, then moves
+traffic; if they never become ready the old build keeps serving and the reason is kept on
+the deployment. Changes of one deployment (create, redeploy, stop) take turns in this
+process, and each is recorded with a conditional update (the row must still be as it was
+read), so the database and the :class:`Supervisor` always name the same build. At start,
+deployments still ``DEPLOYED`` are served again and any left ``DEPLOYING`` (the control
+plane stopped before their replicas were ready) become ``FAILED``.
+
+Several control planes on one database would need more: a lease on the row (who changes
+it, until when) rather than a lock in one process.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import secrets
-from typing import Any
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from icefloe.auth.digests import access_key_hash as key_hash
 from icefloe.errors import ConflictError, UnavailableError
 from icefloe.serving.builds import READY
+from icefloe.serving.schema import example_request
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.models import Build, Deployment
+from icefloe.timefmt import iso_utc
 
-DEPLOYED, STOPPED, FAILED = "DEPLOYED", "STOPPED", "FAILED"
+DEPLOYING, DEPLOYED, STOPPED, FAILED = "DEPLOYING", "DEPLOYED", "STOPPED", "FAILED"
 MAX_REPLICAS = 16
+CHANGE_WAIT = 150.0  # seconds a change waits for the one before it on the same deployment
+INTERRUPTED = "the control plane stopped before the replicas were ready"
+log = logging.getLogger(__name__)
 
 
-def deployment_json(d: Deployment, supervisor: Supervisor | None = None) -> dict[str, Any]:
-    """A deployment as plain data (never its access key), with its live replicas."""
+class _Turn:
+    """The lock of one deployment's changes; kept only while someone holds or awaits it."""
+
+    __slots__ = ("__weakref__", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+_turns: weakref.WeakValueDictionary[str, _Turn] = weakref.WeakValueDictionary()
+_turns_lock = threading.Lock()
+
+
+@contextmanager
+def _one_change_at_a_time(deployment_id: str) -> Iterator[None]:
+    """Hold the turn of a deployment: its changes in this process run one after another.
+
+    Raises:
+        ConflictError: The change before it did not end within :data:`CHANGE_WAIT`.
+    """
+    with _turns_lock:
+        turn = _turns.get(deployment_id)
+        if turn is None:
+            turn = _turns[deployment_id] = _Turn()
+    if not turn.lock.acquire(timeout=CHANGE_WAIT):
+        raise ConflictError(f"deployment {deployment_id} is still being changed by another "
+                            f"request; try again")
+    try:
+        yield
+    finally:
+        turn.lock.release()
+
+
+def _transition(s: Any, deployment_id: str, expected: dict[str, Any], **values: Any) -> bool:
+    """Update a deployment only if its row still holds ``expected``; whether it did."""
+    stmt = (update(Deployment)
+            .where(Deployment.id == deployment_id,
+                   *(getattr(Deployment, name) == value for name, value in expected.items()))
+            .values(updated_at=repo.now(), **values)
+            .execution_options(synchronize_session=False))
+    return cast("CursorResult[Any]", s.execute(stmt)).rowcount == 1
+
+
+def _record_failure(db: Database, deployment_id: str, expected: dict[str, Any], actor: str,
+                    action: str, reason: str, **values: Any) -> None:
+    """Keep why a change failed on the deployment (if it is still as ``expected``); a store
+    that cannot take it now is logged (a DEPLOYING row left behind is failed at the next
+    start)."""
+    try:
+        with db.session() as s:
+            if _transition(s, deployment_id, expected, reason=reason, **values):
+                repo.audit(s, actor, action, f"deployment/{deployment_id}", "failed", reason)
+    except SQLAlchemyError:
+        log.exception("recording that %s of deployment %s failed (%s) failed", action,
+                      deployment_id, reason)
+
+
+def deployment_json(d: Deployment, supervisor: Supervisor | None = None,
+                    build: Build | None = None) -> dict[str, Any]:
+    """A deployment as plain data (never its access key), with its live replicas and what a
+    request to it looks like: the build's ``input_schema`` and an ``example_request``.
+
+    The schema comes from ``build`` when given (the deployment's build), else from the folder
+    of the build the supervisor serves it from; a deployment that is not served and was
+    given no build answers None for both.
+    """
+    schema = (build.input_schema if build is not None and build.id == d.build_id
+              else _served_schema(d, supervisor))
     return {"id": d.id, "crn": d.id, "build_id": d.build_id, "model": d.model_name,
             "model_version": d.model_version, "status": d.status, "reason": d.reason,
             "auth_enabled": d.auth_enabled, "replicas": d.replicas,
             "replica_status": supervisor.replicas(d.id) if supervisor else [],
-            "created_at": d.created_at.isoformat() if d.created_at else None,
-            "updated_at": d.updated_at.isoformat() if d.updated_at else None}
+            "input_schema": schema or None, "example_request": example_request(schema),
+            "created_at": iso_utc(d.created_at), "updated_at": iso_utc(d.updated_at)}
+
+
+def _served_schema(d: Deployment, supervisor: Supervisor | None) -> dict[str, Any] | None:
+    route = supervisor.route(d.access_key_hash) if supervisor is not None else None
+    if route is None or route.build_id != d.build_id or not route.build_path:
+        return None
+    return _build_schema(route.build_path)
+
+
+@functools.lru_cache(maxsize=256)
+def _build_schema(build_path: str) -> dict[str, Any] | None:
+    """The schema file of a build folder (builds are immutable: read once)."""
+    try:
+        loaded = json.loads((Path(build_path) / "schema.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
 
 
 def _ready_build(s: Any, build_id: str) -> Build:
@@ -47,8 +152,12 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
                       created_by: str = "") -> tuple[Deployment, str]:
     """Deploy a READY build; returns the deployment and its access key (shown once).
 
+    The row is ``DEPLOYING`` while the replicas start and ``DEPLOYED`` once they are ready,
+    just before the first call can reach them.
+
     Raises:
-        UnavailableError: The replicas never became ready (the deployment is FAILED).
+        UnavailableError: The replicas never became ready (the deployment is FAILED, with
+            the reason).
     """
     if not 1 <= replicas <= MAX_REPLICAS:
         raise ConflictError(f"replicas must be between 1 and {MAX_REPLICAS}, got {replicas}")
@@ -58,24 +167,34 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
         build = _ready_build(s, build_id)
         dep = Deployment(id=repo.new_id(), build_id=build.id, model_name=build.model_name,
                          model_version=build.model_version, access_key_hash=key_hash(access_key),
-                         auth_enabled=auth_enabled, replicas=replicas, status=DEPLOYED,
+                         auth_enabled=auth_enabled, replicas=replicas, status=DEPLOYING,
                          reason="", created_by=created_by, created_at=repo.now(),
                          updated_at=repo.now())
         s.add(dep)
         build_path = build.path
-    try:
-        supervisor.deploy(dep.id, dep.access_key_hash, dep.model_name, build_id, build_path,
-                          replicas=replicas, auth_enabled=auth_enabled)
-    except UnavailableError as exc:
-        with db.session() as s:
-            row = repo.get_deployment(s, dep.id)
-            row.status, row.reason, row.updated_at = FAILED, exc.message, repo.now()
-            repo.audit(s, actor, "deployment.create", f"deployment/{dep.id}", "failed",
-                       exc.message)
-        raise
-    with db.session() as s:
-        repo.audit(s, actor, "deployment.create", f"deployment/{dep.id}", "ok",
-                   f"build/{build_id}")
+    starting = {"status": DEPLOYING}
+    with _one_change_at_a_time(dep.id):
+        try:
+            ready = supervisor.start_replicas(dep.id, build_id, build_path, replicas)
+        except UnavailableError as exc:
+            _record_failure(db, dep.id, starting, actor, "deployment.create", exc.message,
+                            status=FAILED)
+            raise
+        try:
+            with db.session() as s:
+                if not _transition(s, dep.id, starting, status=DEPLOYED):
+                    raise ConflictError(f"deployment {dep.id} was changed elsewhere while its "
+                                        f"replicas were starting; it is not served")
+                repo.audit(s, actor, "deployment.create", f"deployment/{dep.id}", "ok",
+                           f"build/{build_id}")
+        except BaseException as exc:
+            supervisor.discard(dep.id, ready)
+            _record_failure(db, dep.id, starting, actor, "deployment.create",
+                            f"recording the deployment failed: {exc}"[:2000], status=FAILED)
+            raise
+        supervisor.serve(dep.id, dep.access_key_hash, dep.model_name, build_id, build_path,
+                         replicas=replicas, auth_enabled=auth_enabled, ready=ready)
+    dep.status = DEPLOYED
     return dep, access_key
 
 
@@ -83,51 +202,70 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
              actor: str = "") -> Deployment:
     """Move a deployment (same access key, same id) to another build of its model.
 
+    Redeploys of one deployment take turns: each starts its build's replicas, records the
+    build (only if the row still names the build it replaces), then moves traffic.
+
     Raises:
-        ConflictError: The deployment is not DEPLOYED, or the build is not READY or is of
-            another model.
+        ConflictError: The deployment is not DEPLOYED (or not served here), the build is not
+            READY or is of another model, or the row changed meanwhile (the new replicas are
+            stopped; the old build keeps serving).
         UnavailableError: The new build's replicas never became ready; the old build keeps
             serving and the reason is kept on the deployment.
     """
     who = actor or "system"
-    with db.session() as s:
-        dep = repo.get_deployment(s, deployment_id)
-        if dep.status != DEPLOYED:
-            raise ConflictError(f"deployment {deployment_id} is {dep.status}")
-        build = _ready_build(s, build_id)
-        if build.model_name != dep.model_name:
-            raise ConflictError(f"build {build_id} is of model {build.model_name!r}; "
-                                f"deployment {deployment_id} serves {dep.model_name!r}")
-        build_path, version = build.path, build.model_version
-    try:
-        supervisor.redeploy(deployment_id, build_id, build_path)
-    except UnavailableError as exc:
+    with _one_change_at_a_time(deployment_id):
         with db.session() as s:
-            row = repo.get_deployment(s, deployment_id)
-            row.reason = f"redeploy to build {build_id} failed; still serving " \
-                         f"{row.build_id}: {exc.message}"
-            row.updated_at = repo.now()
-            repo.audit(s, who, "deployment.redeploy", f"deployment/{deployment_id}",
-                       "failed", row.reason)
-        raise
-    with db.session() as s:
-        row = repo.get_deployment(s, deployment_id)
-        previous = row.build_id
-        row.build_id, row.model_version, row.reason = build_id, version, ""
-        row.updated_at = repo.now()
-        repo.audit(s, who, "deployment.redeploy", f"deployment/{deployment_id}", "ok",
-                   f"build/{previous} -> build/{build_id}")
+            dep = repo.get_deployment(s, deployment_id)
+            if dep.status != DEPLOYED:
+                raise ConflictError(f"deployment {deployment_id} is {dep.status}")
+            build = _ready_build(s, build_id)
+            if build.model_name != dep.model_name:
+                raise ConflictError(f"build {build_id} is of model {build.model_name!r}; "
+                                    f"deployment {deployment_id} serves {dep.model_name!r}")
+            previous, wanted = dep.build_id, dep.replicas
+            build_path, version = build.path, build.model_version
+        served = supervisor.serving(deployment_id)
+        if served != previous:
+            raise ConflictError(f"deployment {deployment_id} is recorded on build {previous} "
+                                f"but this control plane serves "
+                                f"{f'build {served}' if served else 'nothing'} for it")
+        current = {"status": DEPLOYED, "build_id": previous}
+        try:
+            fresh = supervisor.start_replicas(
+                deployment_id, build_id, build_path, wanted,
+                f"redeploy of {deployment_id} to build {build_id}")
+        except UnavailableError as exc:
+            _record_failure(db, deployment_id, current, who, "deployment.redeploy",
+                            f"redeploy to build {build_id} failed; still serving {previous}: "
+                            f"{exc.message}")
+            raise
+        try:
+            with db.session() as s:
+                if not _transition(s, deployment_id, current, build_id=build_id,
+                                   model_version=version, reason=""):
+                    raise ConflictError(f"deployment {deployment_id} was changed elsewhere "
+                                        f"while build {build_id} was starting; it still "
+                                        f"serves build {previous}")
+                repo.audit(s, who, "deployment.redeploy", f"deployment/{deployment_id}", "ok",
+                           f"build/{previous} -> build/{build_id}")
+                row = repo.get_deployment(s, deployment_id)
+        except BaseException:
+            supervisor.discard(deployment_id, fresh)
+            raise
+        supervisor.switch(deployment_id, build_id, build_path, fresh)
     return row
 
 
 def stop_deployment(db: Database, supervisor: Supervisor, deployment_id: str,
                     actor: str = "") -> Deployment:
-    """Stop serving a deployment (its replicas finish what they are answering)."""
-    with db.session() as s:
-        dep = repo.get_deployment(s, deployment_id)
-        dep.status, dep.updated_at = STOPPED, repo.now()
-        repo.audit(s, actor or "system", "deployment.stop", f"deployment/{dep.id}", "ok")
-    supervisor.stop(deployment_id)
+    """Stop serving a deployment (its replicas finish what they are answering); it waits for
+    a change of the deployment already under way."""
+    with _one_change_at_a_time(deployment_id):
+        with db.session() as s:
+            dep = repo.get_deployment(s, deployment_id)
+            dep.status, dep.updated_at = STOPPED, repo.now()
+            repo.audit(s, actor or "system", "deployment.stop", f"deployment/{dep.id}", "ok")
+        supervisor.stop(deployment_id)
     return dep
 
 
@@ -144,11 +282,19 @@ def list_deployments(db: Database) -> list[Deployment]:
 
 
 def restore(db: Database, supervisor: Supervisor) -> int:
-    """Serve again every DEPLOYED deployment (at control-plane start); returns how many.
+    """Serve again every DEPLOYED deployment, on the build recorded (at control-plane start);
+    returns how many. Deployments left DEPLOYING were never served: they become FAILED.
 
     Replicas start in the background: calls that arrive first wait for them briefly.
     """
     with db.session() as s:
+        interrupted = list(s.scalars(select(Deployment.id)
+                                     .where(Deployment.status == DEPLOYING)))
+        for dep_id in interrupted:
+            if _transition(s, dep_id, {"status": DEPLOYING}, status=FAILED,
+                           reason=INTERRUPTED):
+                repo.audit(s, "system", "deployment.create", f"deployment/{dep_id}", "failed",
+                           INTERRUPTED)
         rows = s.execute(select(Deployment, Build.path).join(Build, Build.id ==
                                                              Deployment.build_id)
                          .where(Deployment.status == DEPLOYED)).all()
@@ -157,4 +303,7 @@ def restore(db: Database, supervisor: Supervisor) -> int:
     for dep_id, khash, model, build_id, path, replicas, auth in wanted:
         supervisor.deploy(dep_id, khash, model, build_id, path, replicas=replicas,
                           auth_enabled=auth, wait=False)
+    if interrupted:
+        log.warning("%d deployment(s) were still starting when the control plane stopped; "
+                    "they are FAILED: %s", len(interrupted), ", ".join(interrupted))
     return len(wanted)

@@ -1,11 +1,12 @@
 """``POST /model`` and ``/model/batch``: the model calls, answered before the REST app.
 
 A plain ASGI layer in front of the API (no routing or request objects on the hot path):
-it checks the API key (cached), finds the deployment by the hash of its access key, sends
-the body to the least busy ready replica over its Unix socket and records the predictions
-the replica reports. Replicas have no side effects, so when one dies mid-request the
-request is sent again to another; when none is ready the call waits a few seconds for the
-supervisor to bring one up before answering 503.
+it checks the API key (cached; a key not cached is checked in a thread pool, never on the
+event loop), finds the deployment by the hash of its access key, sends the body to the
+least busy ready replica over its Unix socket and records the predictions the replica
+reports. Replicas have no side effects, so when one dies mid-request the request is sent
+again to another; when none is ready the call waits a few seconds for the supervisor to
+bring one up before answering 503.
 
 The gateway does not parse the body: it finds the access key with a pattern and sends it
 along; the replica parses the body anyway (to validate it) and scores only if the body's
@@ -27,7 +28,7 @@ import re
 import time
 from typing import Any
 
-from icefloe.auth.cache import KeyCache
+from icefloe.auth.cache import MISS, KeyCache, presented_secret
 from icefloe.auth.digests import access_key_hash
 from icefloe.auth.middleware import ASGIApp, Scope, too_many
 from icefloe.auth.refusals import Refusals, source_of
@@ -194,7 +195,14 @@ class ModelGateway:
         source = source_of(scope)
         wait = self.refusals.retry_after(source)
         try:
-            principal = self.keys.from_scope(scope, lookup=not wait)
+            presented = presented_secret(scope)
+            principal = None
+            if presented is not None:
+                found = self.keys.cached(presented)  # memory only: the usual case
+                if found is not MISS:
+                    principal = found
+                elif not wait:  # a slowed source is heard only with a key known good
+                    principal = await self.keys.check(presented)  # off the event loop
         except IcefloeError as exc:
             return exc.http_status, _error(exc), []
         if principal is None and wait:

@@ -67,6 +67,19 @@ class InputSchema:
         """Field names in model order."""
         return tuple(f.name for f in self.fields)
 
+    def example_request(self) -> dict[str, Any]:
+        """A record this schema accepts, to show callers the shape: ``0.0`` for a number,
+        the first training category (else ``""``) for a string, in model order."""
+        return {f.name: 0.0 if f.kind == "number" else (f.levels[0] if f.levels else "")
+                for f in self.fields}
+
+
+def example_request(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The example record of a schema as stored with a build (None before it has one)."""
+    if not stored or "fields" not in stored:
+        return None
+    return InputSchema.from_dict(stored).example_request()
+
 
 def _no_constants(value: str) -> float:
     raise InvalidInputError(f"{value} is not a valid number in JSON")

@@ -1,14 +1,21 @@
 """The supervisor: model replicas as separate processes, kept ready and switched safely.
 
 Each deployment has a :class:`Route` (found by the hash of its access key) holding the
-replicas that take traffic. A replica joins a route only after it answered a ping, so a
-deployment or redeploy returns once the new build is ready; a redeploy whose replicas never
-become ready leaves the old ones serving. A monitor thread replaces replicas that exit
-(with backoff if they keep crashing) and drains replaced ones before stopping them.
+replicas that take traffic. A replica joins a route only after it answered a ping. Changing
+what a deployment serves is two steps, so the caller (:mod:`icefloe.serving.deployments`)
+can record the change in the database between them: :meth:`Supervisor.start_replicas`
+starts a build's replicas and returns once all are ready (a route sees none of them yet),
+then :meth:`Supervisor.serve` or :meth:`Supervisor.switch` puts them behind the route, or
+:meth:`Supervisor.discard` stops them. A monitor thread replaces replicas that exit (with
+backoff if they keep crashing), kills hung ones, and drains replaced ones before stopping
+them.
+
+The lock only guards the routes' fields: it is never held across a ping, a spawn or a wait.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -19,6 +26,7 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,10 +106,12 @@ class Supervisor:
         self._sockets = ""  # made on first use
         self._routes: dict[str, Route] = {}
         self._by_key: dict[str, Route] = {}
-        self._lock = threading.RLock()
+        # Replicas started for a deployment but not yet behind its route (or discarded).
+        self._pending: dict[str, tuple[Replica, ...]] = {}
+        self._lock = threading.Lock()  # guards the fields above; never held while waiting
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._counter = 0
+        self._counter = itertools.count(1)
 
     # -- lookups (lock-free: dicts are replaced, never mutated in place while read) --------
 
@@ -109,11 +119,17 @@ class Supervisor:
         """The route of an access key's hash, or None."""
         return self._by_key.get(key_hash)
 
+    def serving(self, deployment_id: str) -> str | None:
+        """The build a deployment's route sends its calls to, or None if it is not served."""
+        route = self._routes.get(deployment_id)
+        return route.build_id if route is not None else None
+
     def replicas(self, deployment_id: str) -> list[dict[str, Any]]:
-        """Replica status of a deployment (empty if it is not served here)."""
+        """Replica status of a served deployment; of one not served yet, the replicas
+        starting for it (a redeploy's new replicas are listed once they take traffic)."""
         route = self._routes.get(deployment_id)
         if route is None:
-            return []
+            return [r.as_dict() for r in self._pending.get(deployment_id, ())]
         return [r.as_dict() for r in (*route.replicas, *route.starting)]
 
     def ready_counts(self) -> dict[str, int]:
@@ -124,9 +140,7 @@ class Supervisor:
     # -- processes --------------------------------------------------------------------------
 
     def _spawn(self, build_id: str, build_path: str) -> Replica:
-        with self._lock:
-            self._counter += 1
-            rid = f"{build_id[:8]}-{self._counter}"
+        rid = f"{build_id[:8]}-{next(self._counter)}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{rid}.log"
         if not self._sockets:
@@ -154,6 +168,8 @@ class Supervisor:
         deadline = time.monotonic() + self.ready_timeout
         waiting = list(replicas)
         while waiting:
+            if self._stop.is_set():
+                raise ReplicaNotReady(f"{what}: the control plane is stopping")
             for replica in list(waiting):
                 if not replica.alive():
                     raise ReplicaNotReady(
@@ -168,17 +184,8 @@ class Supervisor:
             if waiting:
                 time.sleep(0.05)
 
-    def _start_set(self, build_id: str, build_path: str, count: int, what: str) -> list[Replica]:
-        replicas = [self._spawn(build_id, build_path) for _ in range(count)]
-        try:
-            self._wait_ready(replicas, what)
-        except BaseException:
-            self._terminate(replicas, grace=2.0)
-            raise
-        return replicas
-
     @staticmethod
-    def _terminate(replicas: list[Replica], grace: float = 5.0) -> None:
+    def _terminate(replicas: Sequence[Replica], grace: float = 5.0) -> None:
         for replica in replicas:
             replica.ready = False
             if replica.alive():
@@ -194,6 +201,9 @@ class Supervisor:
 
     def _drain_later(self, replicas: list[Replica], timeout: float = 30.0) -> None:
         """Stop replicas once their in-flight requests are answered (in the background)."""
+        if not replicas:
+            return
+
         def drain() -> None:
             time.sleep(0.2)  # a request that picked a replica just before the switch
             deadline = time.monotonic() + timeout
@@ -203,29 +213,116 @@ class Supervisor:
 
         threading.Thread(target=drain, name="icefloe-drain", daemon=True).start()
 
-    # -- deployments ------------------------------------------------------------------------
+    # -- deployments: start, then serve / switch / discard ------------------------------------
+
+    def start_replicas(self, deployment_id: str, build_id: str, build_path: str, count: int,
+                       what: str = "") -> list[Replica]:
+        """Start ``count`` replicas of a build for a deployment; returns once all are ready.
+
+        No route sends them anything until :meth:`serve` or :meth:`switch`; until then (or
+        :meth:`discard`) they are listed with the deployment's replicas, and :meth:`close`
+        stops them.
+
+        Raises:
+            ReplicaNotReady: A replica exited or timed out before it was ready (all of them
+                are stopped), or the supervisor is closing.
+        """
+        what = what or f"deployment {deployment_id}"
+        replicas: list[Replica] = []
+        try:
+            for _ in range(count):
+                if self._stop.is_set():
+                    raise ReplicaNotReady(f"{what}: the control plane is stopping")
+                replicas.append(self._spawn(build_id, build_path))
+                self._set_pending(deployment_id, replicas)
+            self._wait_ready(replicas, what)
+        except BaseException:
+            self._set_pending(deployment_id, [])
+            self._terminate(replicas, grace=2.0)
+            raise
+        return replicas
+
+    def _set_pending(self, deployment_id: str, replicas: list[Replica]) -> None:
+        with self._lock:
+            pending = dict(self._pending)
+            if replicas:
+                pending[deployment_id] = tuple(replicas)
+            else:
+                pending.pop(deployment_id, None)
+            self._pending = pending
+
+    def discard(self, deployment_id: str, replicas: Sequence[Replica]) -> None:
+        """Stop replicas :meth:`start_replicas` made that will not be served."""
+        self._set_pending(deployment_id, [])
+        self._terminate(replicas, grace=2.0)
+
+    def serve(self, deployment_id: str, key_hash: str, model_name: str, build_id: str,
+              build_path: str, *, replicas: int, auth_enabled: bool,
+              ready: Sequence[Replica] = ()) -> None:
+        """Route a deployment's calls to ``ready`` replicas (from :meth:`start_replicas`);
+        the monitor starts whatever is missing of ``replicas`` in the background.
+
+        Raises:
+            UnavailableError: The supervisor is closing (``ready`` replicas are stopped).
+        """
+        route = Route(deployment_id, model_name, auth_enabled, replicas, build_id, build_path,
+                      replicas=tuple(ready))
+        with self._lock:
+            closing = self._stop.is_set()
+            previous = None if closing else self._routes.get(deployment_id)
+            if not closing:
+                pending = dict(self._pending)
+                pending.pop(deployment_id, None)
+                self._pending = pending
+                self._routes[deployment_id] = route
+                self._by_key = {**{k: r for k, r in self._by_key.items()
+                                   if r is not previous}, key_hash: route}
+        if closing:
+            self.discard(deployment_id, ready)
+            raise UnavailableError(f"deployment {deployment_id}: the control plane is stopping")
+        if previous is not None:  # served again: the old replicas drain and stop
+            self._drain_later([*previous.replicas, *previous.starting])
+        self._ensure_monitor()
+
+    def switch(self, deployment_id: str, build_id: str, build_path: str,
+               fresh: Sequence[Replica]) -> None:
+        """Move a deployment's calls to ``fresh`` replicas of another build (all ready, from
+        :meth:`start_replicas`); the old ones finish what they are answering, then stop.
+
+        Raises:
+            NotFoundError: The deployment is not served here (``fresh`` are stopped).
+        """
+        with self._lock:
+            route = self._routes.get(deployment_id)
+            if route is not None:
+                old = [*route.replicas, *route.starting]
+                route.build_id, route.build_path = build_id, build_path
+                route.starting, route.crashes, route.next_start = [], 0, 0.0
+                route.replicas = tuple(fresh)
+                pending = dict(self._pending)
+                pending.pop(deployment_id, None)
+                self._pending = pending
+        if route is None:
+            self.discard(deployment_id, fresh)
+            raise NotFoundError(f"deployment {deployment_id!r} is not being served")
+        self._drain_later(old)
 
     def deploy(self, deployment_id: str, key_hash: str, model_name: str, build_id: str,
                build_path: str, *, replicas: int, auth_enabled: bool, wait: bool = True) -> None:
-        """Serve a deployment; with ``wait`` return only when its replicas are ready.
+        """Serve a deployment; with ``wait`` return only when its replicas are ready (else
+        they start in the background, as at a restart).
 
         Raises:
             ReplicaNotReady: A replica exited or timed out before it was ready.
         """
-        route = Route(deployment_id, model_name, auth_enabled, replicas, build_id, build_path)
-        if wait:
-            route.replicas = tuple(self._start_set(build_id, build_path, replicas,
-                                                   f"deployment {deployment_id}"))
-        with self._lock:
-            self._routes[deployment_id] = route
-            self._by_key = {**self._by_key, key_hash: route}
-        self._ensure_monitor()
+        ready = self.start_replicas(deployment_id, build_id, build_path,
+                                    replicas) if wait else []
+        self.serve(deployment_id, key_hash, model_name, build_id, build_path,
+                   replicas=replicas, auth_enabled=auth_enabled, ready=ready)
 
     def redeploy(self, deployment_id: str, build_id: str, build_path: str) -> None:
-        """Move a deployment to another build with no dropped request.
-
-        The new replicas must all be ready before traffic moves; the old ones finish what
-        they are answering and stop afterwards.
+        """Move a deployment to another build with no dropped request: the new replicas must
+        all be ready before traffic moves (callers serialize changes of one deployment).
 
         Raises:
             NotFoundError: The deployment is not served here.
@@ -234,14 +331,9 @@ class Supervisor:
         route = self._routes.get(deployment_id)
         if route is None:
             raise NotFoundError(f"deployment {deployment_id!r} is not being served")
-        fresh = self._start_set(build_id, build_path, route.wanted,
-                                f"redeploy of {deployment_id} to build {build_id}")
-        with self._lock:
-            old = [*route.replicas, *route.starting]
-            route.build_id, route.build_path = build_id, build_path
-            route.starting, route.crashes = [], 0
-            route.replicas = tuple(fresh)
-        self._drain_later(old)
+        fresh = self.start_replicas(deployment_id, build_id, build_path, route.wanted,
+                                    f"redeploy of {deployment_id} to build {build_id}")
+        self.switch(deployment_id, build_id, build_path, fresh)
 
     def stop(self, deployment_id: str) -> None:
         """Stop serving a deployment (its replicas drain first)."""
@@ -259,7 +351,8 @@ class Supervisor:
         with self._lock:
             everything = [r for route in self._routes.values()
                           for r in (*route.replicas, *route.starting)]
-            self._routes, self._by_key = {}, {}
+            everything += [r for started in self._pending.values() for r in started]
+            self._routes, self._by_key, self._pending = {}, {}, {}
         self._terminate(everything)
         if self._sockets:
             shutil.rmtree(self._sockets, ignore_errors=True)
@@ -303,30 +396,68 @@ class Supervisor:
                                     replica.id, route.deployment_id, replica.missed_pings)
                         replica.proc.kill()
 
+    def _current(self, route: Route) -> bool:
+        """Whether a route is still served (call with the lock held)."""
+        return not self._stop.is_set() and self._routes.get(route.deployment_id) is route
+
     def _tend(self, route: Route) -> None:
+        """Replace a route's exited replicas and admit the starting ones that are ready.
+
+        Three steps: look (under the lock), ping, spawn and stop (outside it), then record
+        (under it again, only for replicas the route still owns: a switch or a stop in the
+        meantime took the others, and a replica of a build the route no longer serves is
+        stopped).
+        """
         with self._lock:
+            if not self._current(route):
+                return
             dead = [r for r in route.replicas if not r.alive()]
             if dead:
                 route.replicas = tuple(r for r in route.replicas if r.alive())
-            for replica in dead:
-                log.warning("replica %s of deployment %s exited with %s; replacing it",
-                            replica.id, route.deployment_id, replica.proc.returncode)
-                Path(replica.socket).unlink(missing_ok=True)
-            for replica in list(route.starting):
-                if not replica.alive():
+            starting = list(route.starting)
+            build_id = route.build_id
+        for replica in dead:
+            log.warning("replica %s of deployment %s exited with %s; replacing it",
+                        replica.id, route.deployment_id, replica.proc.returncode)
+            Path(replica.socket).unlink(missing_ok=True)
+
+        exited = [r for r in starting if not r.alive()]
+        stale = [r for r in starting if r.alive() and r.build_id != build_id]
+        ready = [r for r in starting if r.alive() and r.build_id == build_id
+                 and self._is_ready(r)]
+
+        to_stop: list[Replica] = []
+        with self._lock:
+            for replica in exited:
+                if replica in route.starting:
                     route.starting.remove(replica)
                     route.crashes += 1
                     route.next_start = time.monotonic() + min(30.0, 0.5 * 2 ** route.crashes)
                     log.warning("replica %s of deployment %s exited while starting: %s",
                                 replica.id, route.deployment_id, _log_tail(replica.log_path))
-                elif replica.build_id != route.build_id:
-                    route.starting.remove(replica)
-                    self._terminate([replica], grace=1.0)
-                elif self._is_ready(replica):
-                    route.starting.remove(replica)
+            for replica in (*stale, *ready):
+                if replica not in route.starting:
+                    continue  # taken by a switch or a stop: not ours to touch
+                route.starting.remove(replica)
+                if replica in ready and replica.build_id == route.build_id and \
+                        self._current(route):
                     route.replicas = (*route.replicas, replica)
                     route.crashes = 0
+                else:
+                    to_stop.append(replica)
             missing = route.wanted - len(route.replicas) - len(route.starting)
-            if missing > 0 and time.monotonic() >= route.next_start:
-                route.starting.extend(self._spawn(route.build_id, route.build_path)
-                                      for _ in range(missing))
+            spawn = self._current(route) and missing > 0 and \
+                time.monotonic() >= route.next_start
+            build_id, build_path = route.build_id, route.build_path
+        if to_stop:
+            self._terminate(to_stop, grace=1.0)
+        if not spawn:
+            return
+
+        fresh = [self._spawn(build_id, build_path) for _ in range(missing)]
+        with self._lock:
+            keep = self._current(route) and route.build_id == build_id
+            if keep:
+                route.starting.extend(fresh)
+        if not keep:
+            self._terminate(fresh, grace=1.0)
