@@ -183,11 +183,21 @@ class Client:
             params={"offset": offset})
 
     def wait_run(self, project_id: str, job_id: str, run_id: str, *, poll: float = 1.0,
-                 timeout: float | None = None) -> dict[str, Any]:
-        """Poll a run until it ends; returns its final state."""
+                 timeout: float | None = None,
+                 on_status: Callable[[dict[str, Any]], None] | None = None
+                 ) -> dict[str, Any]:
+        """Poll a run until it ends; returns its final state.
+
+        Args:
+            on_status: Called with the run each time its status is new (the final one too).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        seen = ""
         while True:
             run = self.get_run(project_id, job_id, run_id)
+            if on_status is not None and run["status"] != seen:
+                seen = run["status"]
+                on_status(run)
             if run["status"] in TERMINAL:
                 return run
             if deadline is not None and time.monotonic() > deadline:
@@ -195,13 +205,16 @@ class Client:
             time.sleep(poll)
 
     def wait_chain(self, project_id: str, job_id: str, run_id: str, *, poll: float = 1.0,
-                   on_end: Callable[[dict[str, Any]], None] | None = None
+                   on_end: Callable[[dict[str, Any]], None] | None = None,
+                   on_status: Callable[[dict[str, Any]], None] | None = None
                    ) -> list[dict[str, Any]]:
         """Wait for a run and for every run it starts: its children when it succeeds, its
         retry when it fails, and theirs in turn.
 
         Args:
             on_end: Called with each run as it ends, in the order they end.
+            on_status: Called with a run whenever its status changes while it is followed
+                (before ``on_end`` for its final one).
 
         Returns:
             Every run of the chain, ended; a run that failed and was retried is followed
@@ -212,7 +225,7 @@ class Client:
         jobs: list[dict[str, Any]] | None = None
         while pending:
             jid, rid = pending.pop(0)
-            run = self.wait_run(project_id, jid, rid, poll=poll)
+            run = self.wait_run(project_id, jid, rid, poll=poll, on_status=on_status)
             ended.append(run)
             if on_end is not None:
                 on_end(run)

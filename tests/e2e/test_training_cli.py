@@ -25,12 +25,20 @@ def test_train_lineage_reproduce_rollback_fail_and_fix(tmp_path: Path) -> None:
     run_cli(["data", "generate", "--rows", "1000", "--bad-batch", "--output", str(bad)], home,
             check=True)
     s1 = _json(home, "table", "load", "lending.loans", str(base))["snapshot"]["snapshot_id"]
+    run_cli(["table", "tag", "lending.loans", "s1-base"], home, check=True)
 
-    v1 = _json(home, *TRAIN, "--pipeline", "baseline")
+    trained = run_cli([*TRAIN, "--pipeline", "baseline", "--json"], home, check=True)
+    v1 = json.loads(trained.stdout)  # stdout holds the result alone; the steps are on stderr
+    steps = [line.removeprefix("train: ") for line in trained.stderr.splitlines()
+             if line.startswith("train: ")]
+    assert steps[0] == "loading Spark and MLflow" and len(steps) >= 5, trained.stderr
+    assert steps.index("fit") < steps.index("register"), trained.stderr
     assert v1["version"] == 1 and v1["metrics"]["auc"] >= 0.65 and v1["parity"] <= 1e-5
     assert v1["lineage"]["snapshot_id"] == s1
 
     s2 = _json(home, "table", "load", "lending.loans", str(bad), "--evolve")["snapshot"]
+    run_cli(["table", "tag", "lending.loans", "s2-evolved"], home, check=True)
+    run_cli(["table", "rollback", "lending.loans", "--to", "s1-base"], home, check=True)
     assert _json(home, "lineage", "loan-default/1")["snapshot_id"] == s1
 
     out = tmp_path / "repro.parquet"
@@ -40,16 +48,19 @@ def test_train_lineage_reproduce_rollback_fail_and_fix(tmp_path: Path) -> None:
     rows = pq.read_table(out)
     assert rows.num_rows == 5000 and fingerprint(rows) == v1["lineage"]["fingerprint"]
 
-    failed = run_cli([*TRAIN, "--pipeline", "baseline"], home)
+    failed = run_cli([*TRAIN, "--pipeline", "baseline", "--snapshot", "s2-evolved"], home)
     assert failed.returncode == 7
     assert "'home_ownership'" in failed.stderr and "--pipeline categorical" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert [v["version"] for v in _json(home, "model", "versions", "loan-default")] == [1]
 
-    v2 = _json(home, *TRAIN, "--pipeline", "categorical")
+    v2 = _json(home, *TRAIN, "--snapshot", "s2-evolved", "--pipeline", "categorical")
     assert v2["version"] == 2 and v2["lineage"]["snapshot_id"] == s2["snapshot_id"]
+    assert _json(home, "model", "list") == [{"name": "loan-default", "latest_version": 2,
+                                             "versions": 2, "aliases": {}}]
     run_cli(["model", "alias", "loan-default/2", "champion"], home, check=True)
     assert _json(home, "model", "show", "loan-default@champion")["version"] == 2
+    run_cli(["table", "rollback", "lending.loans", "--to", "s2-evolved"], home, check=True)
 
     rolled = _json(home, "table", "rollback", "lending.loans", "--to-model", "loan-default/1")
     assert rolled["snapshot"]["snapshot_id"] == s1

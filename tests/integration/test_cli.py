@@ -1,11 +1,16 @@
 """The ``icefloe`` command as a user runs it: real subprocesses, a fresh home each."""
 
 import json
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ICEFLOE, run_cli
+
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")  # one format everywhere
 
 
 def _json(home: Path, *args: str):
@@ -194,3 +199,116 @@ def test_markup_in_data_names_and_errors_prints_as_text(tmp_path: Path) -> None:
         assert proc.returncode == code, (args, proc.stderr)
         assert fragment in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and "MarkupError" not in proc.stderr
+
+
+def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
+    """The README's first block in its order (smaller files): a tag or a short id wherever
+    a snapshot is named, short ids in listings."""
+    home = tmp_path / "home"
+    loans, bad = tmp_path / "loans.parquet", tmp_path / "bad.parquet"
+    assert _json(home, "init")["created"] is True
+    run_cli(["data", "generate", "--rows", "500", "--seed", "42", "--output", str(loans)], home,
+            check=True)
+    run_cli(["data", "generate", "--rows", "100", "--seed", "42", "--bad-batch",
+             "--output", str(bad)], home, check=True)
+    s1 = _json(home, "table", "load", "lending.loans", str(loans))["snapshot"]
+    run_cli(["table", "tag", "lending.loans", "s1-base"], home, check=True)
+    refused = run_cli(["table", "load", "lending.loans", str(bad)], home)
+    assert refused.returncode == 5 and "home_ownership" in refused.stderr
+    s2 = _json(home, "table", "load", "lending.loans", str(bad), "--evolve")["snapshot"]
+    run_cli(["table", "tag", "lending.loans", "s2-evolved"], home, check=True)
+    assert _json(home, "table", "tags", "lending.loans") == [
+        {"tag": "s1-base", "snapshot_id": s1["snapshot_id"]},
+        {"tag": "s2-evolved", "snapshot_id": s2["snapshot_id"]}]
+
+    for snap in (s1, s2):
+        assert TIME.match(snap["time"]), snap["time"]
+        assert len(snap["short_id"]) >= 6 and str(snap["snapshot_id"]).startswith(
+            snap["short_id"])
+    listed = run_cli(["table", "list"], home, check=True).stdout
+    history = run_cli(["table", "snapshots", "lending.loans"], home, check=True).stdout
+    tags = run_cli(["table", "tags", "lending.loans"], home, check=True).stdout
+    assert s2["short_id"] in listed and str(s2["snapshot_id"]) not in listed
+    for snap in (s1, s2):
+        assert snap["short_id"] in history and str(snap["snapshot_id"]) not in history
+        assert snap["short_id"] in tags
+    assert "s1-base" in history and "s2-evolved" in history
+
+    shown = _json(home, "table", "show", "lending.loans", "--snapshot", "s1-base", "--limit", "5")
+    assert shown["snapshot"]["snapshot_id"] == s1["snapshot_id"]
+    assert shown["row_count"] == 500 and len(shown["rows"]) == 5
+    by_prefix = _json(home, "table", "show", "lending.loans", "--snapshot", s2["short_id"],
+                      "--limit", "1")
+    assert by_prefix["snapshot"]["snapshot_id"] == s2["snapshot_id"]
+    title = run_cli(["table", "show", "lending.loans", "--snapshot", "s1-base", "--limit", "5"],
+                    home, check=True).stdout
+    assert f"@ snapshot {s1['short_id']} " in title
+
+    rolled = _json(home, "table", "rollback", "lending.loans", "--to", "s1-base")
+    assert rolled["snapshot"]["snapshot_id"] == s1["snapshot_id"]
+    assert rolled["previous_snapshot_id"] == s2["snapshot_id"]
+    count = "SELECT count(*) AS n FROM lending.loans"
+    assert _json(home, "sql", count) == [{"n": 500}]
+    assert _json(home, "sql", count, "--at", "lending.loans=s2-evolved") == [{"n": 600}]
+    assert _json(home, "sql", count, "--at", f"lending.loans={s2['short_id']}") == [{"n": 600}]
+    out = tmp_path / "loans.csv"
+    run_cli(["sql", "SELECT * FROM lending.loans", "--output", str(out)], home, check=True)
+    assert len(out.read_text().splitlines()) == 501
+    forward = _json(home, "table", "rollback", "lending.loans", "--to", s2["short_id"])
+    assert forward["snapshot"]["snapshot_id"] == s2["snapshot_id"]
+    tagged = run_cli(["table", "tag", "lending.loans", "again", "--snapshot", "s1-base"], home,
+                     check=True)
+    assert f"tagged snapshot {s1['short_id']} of lending.loans as 'again'" in tagged.stderr
+    short = run_cli(["table", "show", "lending.loans", "--snapshot", s2["short_id"][:5]], home)
+    assert short.returncode == 3 and "a prefix needs at least 6 digits" in short.stderr
+
+
+def test_global_options_work_after_the_subcommand_too(loaded_home: Path,
+                                                      tmp_path: Path) -> None:
+    nowhere = tmp_path / "not-here"  # $ICEFLOE_HOME: only --home can make these work
+    listed = run_cli(["table", "list", "--home", str(loaded_home), "--json"], nowhere)
+    assert listed.returncode == 0, listed.stderr
+    assert [t["table"] for t in json.loads(listed.stdout)] == ["lending.loans"]
+    early = run_cli(["--json", "table", "list", f"--home={loaded_home}"], nowhere)
+    assert early.returncode == 0 and json.loads(early.stdout) == json.loads(listed.stdout)
+    human = run_cli(["table", "list", "--home", str(loaded_home)], nowhere)
+    assert human.returncode == 0 and "lending.loans" in human.stdout
+    debug = run_cli(["table", "show", "lending.loans", "--snapshot", "nope", "--home",
+                     str(loaded_home), "--debug"], nowhere)
+    assert debug.returncode == 3 and "Traceback" in debug.stderr
+    assert "tag 'nope' does not exist on lending.loans" in debug.stderr
+    assert not nowhere.exists()
+
+
+def _in_folder(args: list[str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """The real command run in ``folder`` with no $ICEFLOE_HOME: the home is ./.icefloe."""
+    env = {k: v for k, v in os.environ.items() if k != "ICEFLOE_HOME"}
+    return subprocess.run([*ICEFLOE, *args], cwd=folder, capture_output=True, text=True,
+                          env={**env, "COLUMNS": "200"}, timeout=300, check=False)
+
+
+def test_a_command_that_reads_a_home_never_makes_one(tmp_path: Path) -> None:
+    out = tmp_path / "rows.parquet"
+    expected = (f"error: there is no icefloe home at {tmp_path / '.icefloe'}: run `icefloe "
+                "init` to make one, or give --home DIR (or $ICEFLOE_HOME) of an existing home")
+    for args in (["table", "list"], ["table", "show", "lending.loans"],
+                 ["table", "snapshots", "lending.loans"], ["table", "tags", "lending.loans"],
+                 ["table", "tag", "lending.loans", "x"],
+                 ["table", "rollback", "lending.loans", "--to", "x"], ["sql", "SELECT 1"],
+                 ["model", "list"], ["model", "versions", "m"], ["model", "show", "m/1"],
+                 ["model", "alias", "m/1", "champion"], ["model", "build", "m/1"],
+                 ["model", "schema", "m/1"], ["lineage", "m/1"],
+                 ["data", "reproduce", "m/1", "--output", str(out)],
+                 ["score", "--model", "m/1", "--table", "a.b", "--output-table", "a.c"],
+                 ["train", "--table", "a.b", "--label", "y"]):
+        proc = _in_folder(args, tmp_path)
+        assert proc.returncode == 3, (args, proc.stderr)
+        assert proc.stderr.strip() == expected, (args, proc.stderr)
+        assert not (tmp_path / ".icefloe").exists(), args
+    assert not out.exists()
+    given = _in_folder(["table", "list", "--home", "elsewhere"], tmp_path)
+    assert given.returncode == 3 and f"no icefloe home at {tmp_path / 'elsewhere'}" in given.stderr
+    assert _in_folder(["init"], tmp_path).returncode == 0
+    assert (tmp_path / ".icefloe" / "config.toml").is_file()
+    made = _in_folder(["table", "list", "--json"], tmp_path)
+    assert made.returncode == 0 and json.loads(made.stdout) == []

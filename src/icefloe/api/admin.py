@@ -6,7 +6,6 @@ log matters as much as who changed them.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -18,6 +17,7 @@ from icefloe.auth.middleware import actor, principal_of
 from icefloe.errors import ForbiddenError
 from icefloe.store import repo
 from icefloe.store.db import Database
+from icefloe.timefmt import iso_utc
 
 
 class KeyIn(BaseModel):
@@ -25,10 +25,6 @@ class KeyIn(BaseModel):
 
     user: str = Field(min_length=1, max_length=255)
     role: str = Field("viewer", max_length=16)
-
-
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 def add_admin_routes(router: APIRouter, database: Database, keys: KeyCache) -> None:
@@ -47,7 +43,7 @@ def add_admin_routes(router: APIRouter, database: Database, keys: KeyCache) -> N
         require_admin(request, "key.list")
         with database.session() as s:
             rows = api_keys.list_api_keys(s)
-        return {"keys": [{**k, "created_at": _time(k["created_at"])} for k in rows]}
+        return {"keys": [{**k, "created_at": iso_utc(k["created_at"])} for k in rows]}
 
     @router.post("/keys", status_code=201)
     def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
@@ -74,7 +70,7 @@ def add_admin_routes(router: APIRouter, database: Database, keys: KeyCache) -> N
         require_admin(request, "audit.read")
         with database.session() as s:
             rows, token = repo.list_audit(s, page_size=page_size, page_token=page_token)
-            return {"events": [{"id": e.id, "at": _time(e.at), "actor": e.actor,
+            return {"events": [{"id": e.id, "at": iso_utc(e.at), "actor": e.actor,
                                 "action": e.action, "target": e.target, "outcome": e.outcome,
                                 "detail": e.detail} for e in rows],
                     "next_page_token": token}

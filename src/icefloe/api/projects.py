@@ -6,7 +6,6 @@ exist, and it may not create projects.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -24,6 +23,7 @@ from icefloe.names import valid_name
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.models import Job, Project, Run
+from icefloe.timefmt import iso_utc
 
 MAX_LOG_CHUNK = 1 << 20
 MAX_OFFSET = 2**53 - 1  # the largest integer every JSON reader keeps exact
@@ -32,14 +32,10 @@ PAGE_TOKEN = Query(None, max_length=64, description="next_page_token of the prev
 SEARCH = Query(None, max_length=255)
 
 
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def project_json(p: Project) -> dict[str, Any]:
     """A project in the CML shape."""
     return {"id": p.id, "name": p.name, "description": p.description, "path": p.path,
-            "created_at": _time(p.created_at), "updated_at": _time(p.updated_at)}
+            "created_at": iso_utc(p.created_at), "updated_at": iso_utc(p.updated_at)}
 
 
 def job_json(j: Job) -> dict[str, Any]:
@@ -53,7 +49,7 @@ def job_json(j: Job) -> dict[str, Any]:
             "cpu": j.cpu, "memory": j.memory, "timeout": j.timeout, "retries": j.retries,
             "parent_id": j.parent_job_id or "", "parent_job_id": j.parent_job_id or "",
             "schedule": j.schedule, "paused": j.paused, "created_by": j.created_by,
-            "created_at": _time(j.created_at), "updated_at": _time(j.updated_at)}
+            "created_at": iso_utc(j.created_at), "updated_at": iso_utc(j.updated_at)}
 
 
 def run_json(r: Run) -> dict[str, Any]:
@@ -62,9 +58,9 @@ def run_json(r: Run) -> dict[str, Any]:
             "trigger": r.trigger, "triggered_by": r.triggered_by, "run_as": r.run_as,
             "parent_run_id": r.parent_run_id or "", "attempt": r.attempt,
             "exit_code": r.exit_code, "reason": r.reason,
-            "created_at": _time(r.created_at), "scheduling_at": _time(r.created_at),
-            "starting_at": _time(r.started_at), "running_at": _time(r.started_at),
-            "finished_at": _time(r.ended_at)}
+            "created_at": iso_utc(r.created_at), "scheduling_at": iso_utc(r.created_at),
+            "starting_at": iso_utc(r.started_at), "running_at": iso_utc(r.started_at),
+            "finished_at": iso_utc(r.ended_at)}
 
 
 NAME = Field(min_length=1, max_length=255)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from icefloe.cli.output import print_json, success
+from icefloe.cli.output import print_json, steps, success
 
 app = typer.Typer(help="Data sets: generate the demo loan book.", no_args_is_help=True)
 
@@ -41,13 +41,23 @@ def reproduce(
     output: Path = typer.Option(..., "--output", "-o", help="Output file (.parquet or .csv)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Write exactly the rows a model version was trained on, checked by fingerprint."""
+    """Write exactly the rows a model version was trained on, checked by fingerprint.
+
+    Its steps are shown on stderr as they start; stdout has only the result."""
     from icefloe.cli.state import state
     from icefloe.lakehouse.files import file_format
-    from icefloe.registry.reproduce import reproduce_training_data
 
     file_format(output)
-    result = reproduce_training_data(state(ctx).settings, ref, output)
+    settings = state(ctx).home_settings()
+    with steps("reproduce") as step:
+        step(f"reading the lineage of {ref} from the registry")
+        from icefloe.registry.reproduce import reproduce_training_data
+        from icefloe.registry.store import ModelRegistry
+
+        lineage = ModelRegistry(settings).lineage(ref)
+        step(f"reading {lineage.row_count:,} rows of {lineage.table} at snapshot "
+             f"{lineage.snapshot_id}, checking their fingerprint, writing {output}")
+        result = reproduce_training_data(settings, ref, output)
     if as_json:
         print_json(result)
     else:

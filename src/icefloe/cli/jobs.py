@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from icefloe.cli.output import err_console, error, print_json, print_rows, success
+from icefloe.cli.output import err_console, error, print_json, print_rows, steps, success
 from icefloe.cli.remote import JSON, KEY, KEY_FILE, URL, connect
 from icefloe.client import TERMINAL, chain_failures
 from icefloe.errors import InvalidInputError
@@ -154,7 +154,10 @@ def job_run(
     as_json: bool = JSON,
 ) -> None:
     """Start a run of a job; with --wait, follow it and the runs it starts (children, retries)
-    and exit 0 only if all of them end well: a failure prints its reason and log tail."""
+    and exit 0 only if all of them end well: a failure prints its reason and log tail.
+
+    While waiting, each run's status changes are shown on stderr as they happen; stdout has
+    only the result."""
     with connect(url, api_key, api_key_file) as client:
         pid = client.project(project)["id"]
         jid = client.job(pid, job)["id"]
@@ -168,8 +171,6 @@ def job_run(
         names = {j["id"]: j["name"] for j in client.list_jobs(pid)}
 
         def ended(done: dict) -> None:
-            if as_json:
-                return
             line = f"run {done['id']} of {names.get(done['job_id'], done['job_id'])}: " \
                    f"{done['status']}"
             if done["status"] == "ENGINE_SUCCEEDED":
@@ -185,7 +186,14 @@ def job_run(
                 for text in lines:
                     err_console.print(f"  | {text}")
 
-        runs = client.wait_chain(pid, jid, run["id"], on_end=ended)
+        with steps("job run") as step:
+            def changed(now: dict) -> None:
+                if now["status"] not in TERMINAL:  # the end is reported by ended()
+                    step(f"run {now['id']} of {names.get(now['job_id'], now['job_id'])}: "
+                         f"{now['status']}")
+
+            step(f"started run {run['id']} of {job}; following it and the runs it starts")
+            runs = client.wait_chain(pid, jid, run["id"], on_end=ended, on_status=changed)
     failures = chain_failures(runs)
     if as_json:
         print_json(runs[0] if len(runs) == 1 else {"run": runs[0], "chain": runs,

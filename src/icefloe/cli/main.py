@@ -2,6 +2,10 @@
 
 Errors a user can cause are :class:`icefloe.errors.IcefloeError`: one line on stderr and the
 error's exit code. Anything else is a bug: one line too, and the traceback with ``--debug``.
+
+The global options work anywhere on the line: ``--home DIR`` and ``--debug`` after the
+subcommand are moved in front of it, and ``--json`` before it is moved to the subcommand
+(see :func:`place_global_options`).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import click
 import typer
@@ -41,6 +46,7 @@ def _root(
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
 ) -> None:
+    """Global options may also follow the subcommand: icefloe table list --home DIR --json."""
     ctx.obj = State(home=home, debug=debug)
 
 
@@ -65,12 +71,72 @@ def _usage_errors() -> tuple[type[Exception], ...]:
     return tuple(classes)
 
 
+GLOBAL_VALUED = frozenset({"--home"})
+GLOBAL_FLAGS = frozenset({"--debug"})
+
+
+def _options(command: Any) -> dict[str, bool]:
+    """A click command's option names, each with whether it takes a value."""
+    names: dict[str, bool] = {}
+    for param in getattr(command, "params", []):
+        if getattr(param, "param_type_name", "") != "option":
+            continue
+        takes_value = not (getattr(param, "is_flag", False) or getattr(param, "count", False))
+        for name in (*param.opts, *getattr(param, "secondary_opts", [])):
+            names[name] = takes_value
+    return names
+
+
+def place_global_options(args: list[str], root: Any) -> list[str]:
+    """The command line with ``--home``/``--debug`` moved before the subcommand and a
+    ``--json`` given before it moved after it, walking the command tree so that option
+    values (``--arguments --debug``) and anything after ``--`` are left alone."""
+    front: list[str] = []
+    rest: list[str] = []
+    early_json = False
+    command = root
+    i = 0
+    while i < len(args):
+        word = args[i]
+        name, eq, _ = word.partition("=")
+        subcommands = getattr(command, "commands", None)
+        own = _options(command)
+        if word == "--":
+            rest.extend(args[i:])
+            break
+        if name in GLOBAL_VALUED and (command is root or name not in own):
+            taken = 1 if eq or i + 1 == len(args) else 2
+            front.extend(args[i:i + taken])
+            i += taken
+            continue
+        if word in GLOBAL_FLAGS and (command is root or word not in own):
+            front.append(word)
+        elif word == "--json" and subcommands is not None:
+            early_json = True
+        elif name in own:
+            rest.append(word)
+            if own[name] and not eq and i + 1 < len(args):
+                i += 1
+                rest.append(args[i])
+        elif subcommands is not None and word in subcommands:
+            command = subcommands[word]
+            rest.append(word)
+        else:
+            rest.append(word)
+        i += 1
+    if early_json:
+        end = rest.index("--") if "--" in rest else len(rest)
+        rest.insert(end, "--json")
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the right code."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    args = place_global_options(list(sys.argv[1:] if argv is None else argv), command)
+    debug = "--debug" in args[:args.index("--")] if "--" in args else "--debug" in args
     try:
-        result = app(args=args, prog_name="icefloe", standalone_mode=False)
+        result = command(args=args, prog_name="icefloe", standalone_mode=False)
     except IcefloeError as exc:
         if debug:
             traceback.print_exc()

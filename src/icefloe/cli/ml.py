@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
 
-from icefloe.cli.output import console, err_console, error, note, print_json, print_rows, success
-from icefloe.cli.state import state
+from icefloe.cli.output import console, error, note, print_json, print_rows, steps, success
+from icefloe.cli.remote import KEY, KEY_FILE, URL, connect
+from icefloe.cli.state import snapshot_ref, state
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
-model_app = typer.Typer(help="Registered models: list, versions, show, alias.",
-                        no_args_is_help=True)
+model_app = typer.Typer(help="Registered models: list, versions, show, alias, build, schema, "
+                             "deploy.", no_args_is_help=True)
 
 
 def _columns(text: str | None) -> tuple[str, ...]:
@@ -27,17 +32,23 @@ def train(
     features: str | None = typer.Option(None, "--features", help="Comma-separated features."),
     exclude: str | None = typer.Option(None, "--exclude", help="Columns never used."),
     nulls: str = typer.Option("drop", "--nulls", help="drop rows with nulls, or impute them."),
-    snapshot: int | None = typer.Option(None, "--snapshot", help="Train on this snapshot."),
+    snapshot: str | None = typer.Option(
+        None, "--snapshot", metavar="SNAPSHOT_ID|PREFIX|TAG",
+        help="Train on this snapshot: an id, a unique prefix of one or a tag."),
     tag: str | None = typer.Option(None, "--tag", help="Train on the snapshot of this tag."),
     seed: int = typer.Option(42, "--seed"),
     test_fraction: float = typer.Option(0.2, "--test-fraction"),
     experiment: str = typer.Option("icefloe", "--experiment", help="MLflow experiment."),
     as_json: bool = JSON,
 ) -> None:
-    """Train on a table snapshot, evaluate, compile to ONNX and register a model version."""
-    from icefloe.ml.spec import LabelSpec, TrainSpec, parse_positive
-    from icefloe.ml.train import train as run_training
+    """Train on a table snapshot, evaluate, compile to ONNX and register a model version.
 
+    Each step is shown on stderr as it starts; stdout has only the result."""
+    from icefloe.ml.spec import LabelSpec, TrainSpec, parse_positive
+
+    st = state(ctx)
+    settings = st.home_settings()
+    snapshot_id = snapshot_ref(st.lakehouse, table, snapshot) if snapshot is not None else None
     spec = TrainSpec(
         table=table,
         label=LabelSpec(label, parse_positive(positive)),
@@ -46,15 +57,17 @@ def train(
         features=_columns(features),
         exclude=_columns(exclude),
         nulls=nulls,
-        snapshot_id=snapshot,
+        snapshot_id=snapshot_id,
         tag=tag,
         seed=seed,
         test_fraction=test_fraction,
         experiment=experiment,
     )
-    with err_console.status("training", spinner="dots") as status:
-        result = run_training(spec, state(ctx).settings,
-                              on_step=lambda step: status.update(f"training: {step}"))
+    with steps("train") as step:
+        step("loading Spark and MLflow")
+        from icefloe.ml.train import train as run_training
+
+        result = run_training(spec, settings, on_step=step)
     dropped = result.lineage.dropped_rows
     if dropped:
         note(f"{dropped:,} rows with a null label or number were dropped "
@@ -75,7 +88,7 @@ def lineage(ctx: typer.Context, ref: str = typer.Argument(..., metavar="NAME/VER
     """Show the exact data a model version learned from."""
     from icefloe.registry.store import ModelRegistry
 
-    ln = ModelRegistry(state(ctx).settings).lineage(ref)
+    ln = ModelRegistry(state(ctx).home_settings()).lineage(ref)
     if as_json:
         print_json({"model": ref, **ln.to_dict()})
         return
@@ -99,14 +112,21 @@ def score(
     model: str = typer.Option(..., "--model", help="NAME/VERSION or NAME@ALIAS."),
     table: str = typer.Option(..., "--table", help="Table to score."),
     output_table: str = typer.Option(..., "--output-table", help="Table to append scores to."),
-    snapshot: int | None = typer.Option(None, "--snapshot", help="Score this snapshot."),
+    snapshot: str | None = typer.Option(
+        None, "--snapshot", metavar="SNAPSHOT_ID|PREFIX|TAG",
+        help="Score this snapshot: an id, a unique prefix of one or a tag."),
     as_json: bool = JSON,
 ) -> None:
     """Score a table snapshot with a registered model; append the scores to a table."""
-    from icefloe.ml.scoring import score_table
+    st = state(ctx)
+    settings = st.home_settings()
+    snapshot_id = snapshot_ref(st.lakehouse, table, snapshot)
+    with steps("score") as step:
+        step(f"loading the model {model} and reading {table}")
+        from icefloe.ml.scoring import score_table
 
-    result = score_table(model, table, output_table, snapshot_id=snapshot,
-                         settings=state(ctx).settings)
+        result = score_table(model, table, output_table, snapshot_id=snapshot_id,
+                             settings=settings)
     if as_json:
         print_json(result.to_dict())
         return
@@ -123,7 +143,7 @@ def model_list(ctx: typer.Context, as_json: bool = JSON) -> None:
     """List registered models."""
     from icefloe.registry.store import ModelRegistry
 
-    rows = ModelRegistry(state(ctx).settings).list_models()
+    rows = ModelRegistry(state(ctx).home_settings()).list_models()
     if as_json:
         print_json(rows)
     else:
@@ -136,7 +156,7 @@ def model_versions(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
     """List the versions of a model with their training data."""
     from icefloe.registry.store import ModelRegistry
 
-    rows = ModelRegistry(state(ctx).settings).versions(name)
+    rows = ModelRegistry(state(ctx).home_settings()).versions(name)
     if as_json:
         print_json(rows)
     else:
@@ -151,7 +171,7 @@ def model_show(ctx: typer.Context,
     """Show one model version."""
     from icefloe.registry.store import ModelRegistry
 
-    registry = ModelRegistry(state(ctx).settings)
+    registry = ModelRegistry(state(ctx).home_settings())
     info = registry.describe(registry.resolve(ref))
     info["metrics"] = registry.lineage(ref).metrics
     if as_json:
@@ -171,7 +191,7 @@ def model_alias(ctx: typer.Context,
     """Point an alias (e.g. champion) at a version; NAME@ALIAS then works everywhere."""
     from icefloe.registry.store import ModelRegistry
 
-    registry = ModelRegistry(state(ctx).settings)
+    registry = ModelRegistry(state(ctx).home_settings())
     mv = registry.set_alias(ref, alias)
     if as_json:
         print_json(registry.describe(mv))
@@ -184,12 +204,15 @@ def model_build(ctx: typer.Context,
                 ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
                 as_json: bool = JSON) -> None:
     """Build a serving artifact of a model version (self-tested against Spark)."""
-    from icefloe.serving.builds import READY, build_json, create_build
-    from icefloe.store.db import Database
+    settings = state(ctx).home_settings()
+    with steps("build") as step:
+        step("loading ONNX and MLflow")
+        from icefloe.serving.builds import READY, build_json, create_build
+        from icefloe.store.db import Database
 
-    settings = state(ctx).settings
-    db = Database(settings.resolved_platform_db_url)
-    build = create_build(db, settings, ref, "cli")
+        step(f"building {ref}: compiling, self-testing against the recorded Spark scores")
+        db = Database(settings.resolved_platform_db_url)
+        build = create_build(db, settings, ref, "cli")
     if as_json:
         print_json(build_json(build))
     elif build.status == READY:
@@ -198,6 +221,48 @@ def model_build(ctx: typer.Context,
     if build.status != READY:
         error(build.reason, label=f"build {build.id} failed:")
         raise typer.Exit(7)
+
+
+@model_app.command("schema")
+def model_schema(ctx: typer.Context,
+                 target: str = typer.Argument(..., metavar="DEPLOYMENT|NAME/VERSION|NAME@ALIAS"),
+                 url: str | None = URL, api_key: str | None = KEY,
+                 api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
+    """Print the input fields a model takes and an example request.
+
+    A deployment id asks the control plane (the schema of the build it serves); a model
+    version is read from the home's registry (the schema a build of it will have)."""
+    from icefloe.serving.schema import example_request
+
+    if "/" in target or "@" in target:
+        from icefloe.registry.store import ModelRegistry
+        from icefloe.serving.builds import schema_from_onnx
+
+        registry = ModelRegistry(state(ctx).home_settings())
+        mv, onnx_bytes = registry.onnx_bytes(target)
+        lineage = registry.lineage(f"{mv.name}/{mv.version}")
+        info: dict[str, Any] = {"deployment": None, "build_id": None, "model": mv.name,
+                                "model_version": int(mv.version),
+                                "input_schema": schema_from_onnx(onnx_bytes, lineage).to_dict()}
+    else:
+        with connect(url, api_key, api_key_file) as client:
+            dep = client.get_deployment(target)
+            stored = dep.get("input_schema") or client.get_build(dep["build_id"])["input_schema"]
+        info = {"deployment": dep["id"], "build_id": dep["build_id"], "model": dep["model"],
+                "model_version": dep["model_version"], "input_schema": stored}
+    info["example_request"] = example_request(info["input_schema"])
+    if as_json:
+        print_json(info)
+        return
+    where = (f"deployment {info['deployment']} (build {info['build_id']}) of "
+             if info["deployment"] else "")
+    print_rows([{"field": f["name"], "kind": f["kind"], "nullable": f.get("nullable", False),
+                 "categories": ", ".join(f.get("levels") or [])}
+                for f in info["input_schema"]["fields"]],
+               ["field", "kind", "nullable", "categories"],
+               title=f"input of {where}{info['model']}/{info['model_version']}")
+    console.print("example request (icefloe predict --data, or \"request\" of POST /model):")
+    console.print(json.dumps(info["example_request"], ensure_ascii=False), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -112,3 +113,36 @@ def load_progress(description: str) -> Iterator[Callable[[int, int], None]]:
 
     with progress:
         yield update
+
+
+@contextmanager
+def steps(what: str) -> Iterator[Callable[[str], None]]:
+    """Show a long command's steps on stderr as they happen; yields ``step(text)``.
+
+    stdout keeps only the result (``--json`` stays clean). Off a terminal (a pipe, a CI log)
+    each step is one line as it starts; on a terminal a spinner shows the current step with
+    its time, and each finished step stays as a line with how long it took.
+    """
+    label = f"{what}:"
+    if not err_console.is_terminal:
+        def plain(text: str) -> None:
+            _line(label, "cyan", text)
+            sys.stderr.flush()
+
+        yield plain
+        return
+    current: list[tuple[str, float]] = []
+
+    def finish() -> None:
+        if current:
+            text, started = current.pop()
+            _line("·", "dim", f"{text} ({time.monotonic() - started:.1f} s)")
+
+    with err_console.status(Text(label), spinner="dots") as status:
+        def live(text: str) -> None:
+            finish()
+            current.append((text, time.monotonic()))
+            status.update(Text.assemble((label, "cyan"), " ", text))
+
+        yield live
+        finish()  # not after a failure: the error line says what happened

@@ -23,6 +23,12 @@ KEY_FILE = typer.Option(None, "--api-key-file", metavar="PATH",
                         help="Read the API key from this file.")
 
 
-def connect(url: str | None, api_key: str | None, api_key_file: Path | None) -> Client:
-    """A client of the control plane with the key resolved the safe way."""
-    return Client(url, resolve_secret(API_KEY, api_key, api_key_file))
+def connect(url: str | None, api_key: str | None, api_key_file: Path | None, *,
+            timeout: float = 30.0) -> Client:
+    """A client of the control plane with the key resolved the safe way.
+
+    Args:
+        timeout: Seconds per request (a build or a deployment waiting for its replicas takes
+            longer than the default).
+    """
+    return Client(url, resolve_secret(API_KEY, api_key, api_key_file), timeout=timeout)

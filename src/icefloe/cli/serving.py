@@ -11,11 +11,13 @@ from pathlib import Path
 
 import typer
 
-from icefloe.cli.output import error, print_json, print_rows, success
+from icefloe.cli.output import error, print_json, print_rows, steps, success
 from icefloe.cli.remote import JSON, KEY, KEY_FILE, URL, connect
 from icefloe.cli.secrets import ACCESS_KEY, STDIN, resolve_secret
 from icefloe.client import Client
 from icefloe.errors import InvalidInputError
+
+DEPLOY_TIMEOUT = 600.0  # a build self-tests, a deployment waits for its replicas
 
 deployment_app = typer.Typer(help="Model deployments.", no_args_is_help=True)
 metrics_app = typer.Typer(help="Prediction metrics (CML names).", no_args_is_help=True)
@@ -39,12 +41,21 @@ def deploy(ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
                     "dropped request; the old build keeps serving if the new one fails)."),
            url: str | None = URL, api_key: str | None = KEY,
            api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
-    """Build and deploy a model version; prints the deployment id, access key and endpoint."""
-    with connect(url, api_key, api_key_file) as client:
+    """Build and deploy a model version; prints the deployment id, access key and endpoint.
+
+    Its steps are shown on stderr as they start; stdout has only the result."""
+    with connect(url, api_key, api_key_file, timeout=DEPLOY_TIMEOUT) as client, \
+            steps("deploy") as step:
+        step(f"building {ref} on {client.url}: ONNX model, input schema, self-test "
+             "against the recorded Spark scores")
         build = _ready_build(client, ref)
         if replace:
+            step(f"moving deployment {replace} to build {build['id']}: starting its "
+                 "replicas, switching when all are ready")
             dep = client.redeploy(replace, build["id"])
         else:
+            step(f"deploying build {build['id']}: starting {replicas} replica(s), waiting "
+                 "until they answer")
             dep = client.deploy(build["id"], auth_enabled=not no_auth, replicas=replicas)
     if as_json:
         print_json(dep)

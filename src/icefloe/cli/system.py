@@ -21,7 +21,7 @@ from icefloe.cli.output import (
     warning,
 )
 from icefloe.cli.state import state
-from icefloe.config import Settings, write_default_config
+from icefloe.config import Settings, mask_password, write_default_config
 from icefloe.errors import ConfigError
 from icefloe.home import exposure, job_identity, prepare_home, unreachable
 
@@ -37,16 +37,16 @@ def init(ctx: typer.Context, as_json: bool = JSON) -> None:
     existed = settings.home.exists()
     prepare_home(settings, share=True)
     wrote_config = write_default_config(settings)
-    st.lakehouse.namespaces()  # opens the catalog: creates its tables and the warehouse
+    st.new_lakehouse().namespaces()  # opens the catalog: creates its tables and the warehouse
     api_key = _first_admin_key(settings)
     info = {
         "home": str(settings.home.resolve()),
         "created": not existed,
         "config_file": str(settings.config_file.resolve()),
         "config_written": wrote_config,
-        "catalog_uri": settings.resolved_catalog_uri,
+        "catalog_uri": mask_password(settings.resolved_catalog_uri),
         "warehouse": settings.warehouse_path,
-        "platform_db_url": settings.resolved_platform_db_url,
+        "platform_db_url": mask_password(settings.resolved_platform_db_url),
     }
     if api_key:
         info["api_key"] = api_key
@@ -120,7 +120,7 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
     paths = {
         "home": str(settings.home.resolve()),
         "config_file": str(settings.config_file.resolve()),
-        "catalog_uri": settings.resolved_catalog_uri,
+        "catalog_uri": mask_password(settings.resolved_catalog_uri),
         "warehouse": settings.warehouse_path,
     }
     setting_rows = {

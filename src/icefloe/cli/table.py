@@ -15,15 +15,16 @@ from icefloe.cli.output import (
     print_rows,
     success,
 )
-from icefloe.cli.state import state
+from icefloe.cli.state import snapshot_ref, state
 from icefloe.errors import InvalidInputError
 
 app = typer.Typer(help="Versioned Iceberg tables: load, snapshots, time travel, tags, rollback.",
                   no_args_is_help=True)
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
-SNAPSHOT_COLUMNS = ["snapshot_id", "parent_id", "time", "operation", "added_rows", "total_rows",
-                    "current", "tags"]
+SNAPSHOT_COLUMNS = ["id", "parent", "time", "operation", "added_rows", "total_rows", "current",
+                    "tags"]
+REF = "SNAPSHOT_ID|PREFIX|TAG"
 
 
 @app.command("load")
@@ -39,8 +40,9 @@ def load(
     ),
     as_json: bool = JSON,
 ) -> None:
-    """Load a CSV or Parquet file into a table as one new snapshot."""
-    lh = state(ctx).lakehouse
+    """Load a CSV or Parquet file into a table as one new snapshot (makes the home if
+    there is none yet)."""
+    lh = state(ctx).new_lakehouse()
     with load_progress(f"loading {file.name}") as progress:
         result = lh.load_file(name, file, mode, evolve=evolve, progress=progress)
     if as_json:
@@ -53,7 +55,7 @@ def load(
         extra += f"; widened: {', '.join(result.widened_columns)}"
     success(
         f"{result.mode} {result.table}: {result.rows:,} rows -> snapshot "
-        f"{result.snapshot.snapshot_id} ({result.snapshot.total_rows:,} rows in total){extra}"
+        f"{result.snapshot.short_id} ({result.snapshot.total_rows:,} rows in total){extra}"
     )
 
 
@@ -64,26 +66,34 @@ def list_tables(
     as_json: bool = JSON,
 ) -> None:
     """List tables with their current snapshot and row count."""
-    rows = state(ctx).lakehouse.tables(namespace)
+    lh = state(ctx).lakehouse
+    rows = lh.tables(namespace)
     if as_json:
         print_json(rows)
     elif not rows:
         console.print("no tables yet: icefloe table load NAMESPACE.TABLE FILE")
     else:
-        print_rows(rows, ["table", "current_snapshot_id", "rows", "columns", "snapshots"])
+        for row in rows:
+            current = lh.current_snapshot(row["table"]) if row["current_snapshot_id"] else None
+            row["snapshot"] = current.short_id if current else None
+        print_rows(rows, ["table", "snapshot", "rows", "columns", "snapshots"])
 
 
 @app.command("snapshots")
 def snapshots(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
-    """List the table's snapshot history (rolled-back snapshots included)."""
+    """List the table's snapshot history (rolled-back snapshots included); the id column is
+    each snapshot's shortest unique prefix, accepted wherever a snapshot is named."""
     history = state(ctx).lakehouse.snapshots(name)
     rows = [s.to_dict() for s in history]
     if as_json:
         print_json(rows)
         return
-    for row in rows:
-        row["tags"] = ", ".join(row["tags"])  # type: ignore[arg-type]
-        row["current"] = "*" if row["current"] else ""
+    short = {s.snapshot_id: s.short_id for s in history}
+    for row, snap in zip(rows, history, strict=True):
+        row["id"] = snap.short_id
+        row["parent"] = short.get(snap.parent_id, snap.parent_id) if snap.parent_id else None
+        row["tags"] = ", ".join(snap.tags)
+        row["current"] = "*" if snap.current else ""
     print_rows(rows, SNAPSHOT_COLUMNS, title=f"{name} history")
 
 
@@ -91,7 +101,9 @@ def snapshots(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
 def show(
     ctx: typer.Context,
     name: str,
-    snapshot: int | None = typer.Option(None, "--snapshot", help="Read this snapshot id."),
+    snapshot: str | None = typer.Option(
+        None, "--snapshot", metavar=REF,
+        help="Read this snapshot: an id, a unique prefix of one (6+ digits) or a tag."),
     tag: str | None = typer.Option(None, "--tag", help="Read the snapshot of this tag."),
     as_of: str | None = typer.Option(
         None, "--as-of", help="Read what was current at this time (ISO-8601 or epoch ms)."
@@ -102,8 +114,12 @@ def show(
     """Show a table's rows at its current snapshot or at a snapshot, tag or time."""
     if limit < 0:
         raise InvalidInputError(f"--limit must be >= 0, got {limit}")
+    from icefloe.lakehouse.snapshots import resolve_snapshot, snapshot_info
+
     lh = state(ctx).lakehouse
-    snap = lh.resolve(name, snapshot_id=snapshot, tag=tag, as_of=as_of)
+    table = lh.table(name)
+    found = resolve_snapshot(table, ref=snapshot, tag=tag, as_of=as_of)
+    snap = snapshot_info(table, found) if found else None
     snap_id = snap.snapshot_id if snap else None
     data = lh.read(name, snapshot_id=snap_id, limit=limit or None) if snap else None
     total = snap.total_rows if snap else 0
@@ -124,7 +140,7 @@ def show(
         console.print(f"{name} has no snapshot yet")
         return
     assert snap is not None
-    title = f"{name} @ snapshot {snap.snapshot_id} ({snap.time}) — {total:,} rows"
+    title = f"{name} @ snapshot {snap.short_id} ({snap.time}) — {total:,} rows"
     if data.num_rows < (total or 0):
         title += f", showing {data.num_rows:,}"
     print_arrow(data, title=title)
@@ -135,32 +151,42 @@ def tag(
     ctx: typer.Context,
     name: str,
     tag_name: str = typer.Argument(..., metavar="TAG"),
-    snapshot: int | None = typer.Option(None, "--snapshot", help="Snapshot to tag (current)."),
+    snapshot: str | None = typer.Option(
+        None, "--snapshot", metavar=REF,
+        help="Snapshot to tag (default the current one): an id, a unique prefix or a tag."),
     as_json: bool = JSON,
 ) -> None:
     """Tag a snapshot (the current one by default) so it can be read by name later."""
-    info = state(ctx).lakehouse.tag(name, tag_name, snapshot)
+    lh = state(ctx).lakehouse
+    info = lh.tag(name, tag_name, snapshot_ref(lh, name, snapshot))
     if as_json:
         print_json({"table": name, "tag": tag_name, "snapshot": info.to_dict()})
     else:
-        success(f"tagged snapshot {info.snapshot_id} of {name} as {tag_name!r}")
+        success(f"tagged snapshot {info.short_id} of {name} as {tag_name!r}")
 
 
 @app.command("tags")
 def tags(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
     """List the table's tags."""
-    rows = state(ctx).lakehouse.tags(name)
+    lh = state(ctx).lakehouse
+    rows = lh.tags(name)
     if as_json:
         print_json(rows)
     else:
-        print_rows(rows, ["tag", "snapshot_id"], title=f"{name} tags")
+        short = {s.snapshot_id: s.short_id for s in lh.snapshots(name)}
+        for row in rows:
+            row["snapshot"] = short.get(int(str(row["snapshot_id"])))
+        print_rows(rows, ["tag", "snapshot", "snapshot_id"], title=f"{name} tags")
 
 
 @app.command("rollback")
 def rollback(
     ctx: typer.Context,
     name: str,
-    to: int | None = typer.Option(None, "--to", help="Snapshot id from `table snapshots`."),
+    to: str | None = typer.Option(
+        None, "--to", metavar=REF,
+        help="Snapshot to make current: an id or a unique prefix of one from `table "
+             "snapshots` (6+ digits), or a tag."),
     to_model: str | None = typer.Option(
         None, "--to-model", help="The snapshot a model version was trained on (NAME/VERSION)."
     ),
@@ -168,8 +194,9 @@ def rollback(
 ) -> None:
     """Make an earlier snapshot current (or roll forward again); history is kept."""
     if (to is None) == (to_model is None):
-        raise InvalidInputError("give exactly one of --to SNAPSHOT_ID or --to-model NAME/VERSION")
+        raise InvalidInputError(f"give exactly one of --to {REF} or --to-model NAME/VERSION")
     lh = state(ctx).lakehouse
+    target = snapshot_ref(lh, name, to)
     if to_model is not None:
         from icefloe.registry.store import ModelRegistry
 
@@ -178,10 +205,10 @@ def rollback(
             raise InvalidInputError(
                 f"model {to_model} was trained on {lineage.table}, not {name}"
             )
-        to = lineage.snapshot_id
-    assert to is not None
+        target = lineage.snapshot_id
+    assert target is not None
     before = lh.current_snapshot(name)
-    info = lh.rollback(name, to)
+    info = lh.rollback(name, target)
     if as_json:
         print_json(
             {
@@ -192,6 +219,6 @@ def rollback(
         )
         return
     success(
-        f"{name} now at snapshot {info.snapshot_id} ({info.total_rows:,} rows); "
-        f"was {before.snapshot_id if before else None}"
+        f"{name} now at snapshot {info.short_id} ({info.total_rows:,} rows); "
+        f"was {before.short_id if before else None}"
     )

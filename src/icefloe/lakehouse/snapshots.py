@@ -2,11 +2,16 @@
 
 The functions that only look at table metadata are pure; the ones that commit (tags,
 rollback) retry lost races and check whether an earlier attempt already landed.
+
+Wherever a snapshot is named, a reference is accepted, like git's: a snapshot id, a tag (or
+branch) name, or a unique prefix of an id of at least :data:`MIN_PREFIX` digits; listings
+show each snapshot's shortest unique prefix as ``short_id``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -18,6 +23,9 @@ from pyiceberg.table.snapshots import Snapshot
 from icefloe.errors import ConflictError, InvalidInputError, NoSuchSnapshotError
 from icefloe.lakehouse.catalog import load_table, retry_lost_races
 from icefloe.lakehouse.names import TableName, parse_table_name, validate_tag
+from icefloe.timefmt import iso_utc
+
+MIN_PREFIX = 6  # digits of a snapshot id prefix, and of a short id
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class SnapshotInfo:
     current: bool
     in_current_lineage: bool
     tags: list[str] = field(default_factory=list)
+    short_id: str = ""
 
     @property
     def time(self) -> str:
@@ -46,8 +55,24 @@ class SnapshotInfo:
 
 
 def format_ms(ms: int) -> str:
-    """Milliseconds since the epoch as ISO-8601 UTC text."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    """Milliseconds since the epoch as ISO-8601 UTC text (:func:`icefloe.timefmt.iso_utc`)."""
+    text = iso_utc(ms)
+    assert text is not None
+    return text
+
+
+def short_ids(ids: Iterable[int]) -> dict[int, str]:
+    """Each id's shortest prefix of at least :data:`MIN_PREFIX` digits that no other id
+    starts with (the whole id when every shorter prefix is shared)."""
+    texts = [str(i) for i in ids]
+    out: dict[int, str] = {}
+    for text in texts:
+        others = [o for o in texts if o != text]
+        length = MIN_PREFIX
+        while length < len(text) and any(o.startswith(text[:length]) for o in others):
+            length += 1
+        out[int(text)] = text[:length]
+    return out
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -88,6 +113,7 @@ def snapshot_info(table: Table, snap: Snapshot) -> SnapshotInfo:
         current=current is not None and current.snapshot_id == snap.snapshot_id,
         in_current_lineage=snap.snapshot_id in _ancestor_ids(table),
         tags=tags_by_snapshot(table).get(snap.snapshot_id, []),
+        short_id=short_ids(s.snapshot_id for s in table.metadata.snapshots)[snap.snapshot_id],
     )
 
 
@@ -117,37 +143,70 @@ def parse_time(text: str) -> int:
     return int(parsed.timestamp() * 1000)
 
 
+def find_snapshot(table: Table, ref: str | int) -> Snapshot:
+    """The snapshot a reference names: a snapshot id, else a tag (or branch) of that name,
+    else the one snapshot whose id starts with these digits (at least :data:`MIN_PREFIX`).
+
+    Raises:
+        NoSuchSnapshotError: Nothing matches (naming the table, and its tags).
+        InvalidInputError: A prefix that more than one snapshot id starts with (listing them).
+    """
+    name = ".".join(table.name()[-2:])
+    text = str(ref).strip()
+    if re.fullmatch(r"-?\d+", text):
+        snap = table.snapshot_by_id(int(text))
+        if snap is not None:
+            return snap
+    named = table.metadata.refs.get(text)
+    if named is not None:
+        found = table.snapshot_by_id(named.snapshot_id)
+        if found is not None:
+            return found
+    if not text.isdigit():
+        known = ", ".join(sorted(table.metadata.refs)) or "none"
+        raise NoSuchSnapshotError(f"tag {text!r} does not exist on {name} (refs: {known})")
+    matches = sorted(s.snapshot_id for s in table.metadata.snapshots
+                     if str(s.snapshot_id).startswith(text))
+    if len(text) >= MIN_PREFIX and len(matches) == 1:
+        snap = table.snapshot_by_id(matches[0])
+        assert snap is not None
+        return snap
+    if len(text) >= MIN_PREFIX and matches:
+        raise InvalidInputError(
+            f"snapshot id prefix {text} is ambiguous on {name}: snapshots "
+            f"{', '.join(map(str, matches))} all start with it; give more digits")
+    hint = (f" ({len(matches)} id(s) start with {text}, but a prefix needs at least "
+            f"{MIN_PREFIX} digits)" if matches else "")
+    raise NoSuchSnapshotError(f"snapshot {text} is not in the history of {name}{hint}")
+
+
 def resolve_snapshot(
     table: Table,
     *,
     snapshot_id: int | None = None,
     tag: str | None = None,
     as_of: str | int | None = None,
+    ref: str | int | None = None,
 ) -> Snapshot | None:
     """Find the snapshot a read refers to; the current one when nothing is given.
+
+    ``snapshot_id``, ``tag`` and ``ref`` all go through :func:`find_snapshot`, so each takes
+    an id, a tag or a unique id prefix.
 
     Returns:
         The snapshot, or None for a table that has no snapshot yet (read as empty).
 
     Raises:
-        InvalidInputError: More than one of snapshot_id, tag and as_of was given.
+        InvalidInputError: More than one of them was given, or an ambiguous prefix.
         NoSuchSnapshotError: Naming the table and the snapshot id, tag or time that matched nothing.
     """
-    given = [x for x in (snapshot_id, tag, as_of) if x is not None]
+    given = [x for x in (snapshot_id, tag, as_of, ref) if x is not None]
     if len(given) > 1:
         raise InvalidInputError("give only one of snapshot id, tag or as-of time")
     name = ".".join(table.name()[-2:])
-    if snapshot_id is not None:
-        snap = table.snapshot_by_id(snapshot_id)
-        if snap is None:
-            raise NoSuchSnapshotError(f"snapshot {snapshot_id} is not in the history of {name}")
-        return snap
-    if tag is not None:
-        ref = table.metadata.refs.get(tag)
-        if ref is None:
-            known = ", ".join(sorted(table.metadata.refs)) or "none"
-            raise NoSuchSnapshotError(f"tag {tag!r} does not exist on {name} (refs: {known})")
-        return table.snapshot_by_id(ref.snapshot_id)
+    for named in (snapshot_id, tag, ref):
+        if named is not None:
+            return find_snapshot(table, named)
     if as_of is not None:
         ms = as_of if isinstance(as_of, int) else parse_time(as_of)
         snap = table.snapshot_as_of_timestamp(ms)
@@ -158,9 +217,10 @@ def resolve_snapshot(
 
 
 def create_tag(
-    catalog: SqlCatalog, name: str, tag: str, snapshot_id: int | None = None
+    catalog: SqlCatalog, name: str, tag: str, snapshot_id: int | str | None = None
 ) -> SnapshotInfo:
-    """Tag a snapshot (the current one by default). Tagging the same snapshot again is a no-op.
+    """Tag a snapshot (the current one by default; an id, tag or id prefix otherwise).
+    Tagging the same snapshot again is a no-op.
 
     Raises:
         ConflictError: The tag exists and points at another snapshot.
@@ -171,7 +231,7 @@ def create_tag(
 
     def attempt() -> SnapshotInfo:
         table = load_table(catalog, tname)
-        target = resolve_snapshot(table, snapshot_id=snapshot_id)
+        target = resolve_snapshot(table, ref=snapshot_id)
         if target is None:
             raise NoSuchSnapshotError(f"table {tname} has no snapshot to tag yet")
         existing = table.metadata.refs.get(tag)
@@ -198,8 +258,8 @@ def list_tags(table: Table) -> list[dict[str, object]]:
     ]
 
 
-def rollback(catalog: SqlCatalog, name: str | TableName, snapshot_id: int) -> SnapshotInfo:
-    """Make ``snapshot_id`` the table's current snapshot.
+def rollback(catalog: SqlCatalog, name: str | TableName, snapshot_id: int | str) -> SnapshotInfo:
+    """Make ``snapshot_id`` (an id, a tag or a unique id prefix) the table's current snapshot.
 
     Going back to an ancestor is a rollback; going to a snapshot that was rolled back from is
     a roll forward. Either way the history is kept, so every snapshot stays readable.
@@ -211,16 +271,16 @@ def rollback(catalog: SqlCatalog, name: str | TableName, snapshot_id: int) -> Sn
 
     def attempt() -> SnapshotInfo:
         table = load_table(catalog, tname)
-        target = resolve_snapshot(table, snapshot_id=snapshot_id)
-        assert target is not None  # resolve_snapshot raises for unknown ids
+        target = find_snapshot(table, snapshot_id)
+        target_id = target.snapshot_id
         current = table.current_snapshot()
-        if current is not None and current.snapshot_id == snapshot_id:
+        if current is not None and current.snapshot_id == target_id:
             return snapshot_info(table, target)
         manage = table.manage_snapshots()
-        if snapshot_id in _ancestor_ids(table):
-            manage.rollback_to_snapshot(snapshot_id)
+        if target_id in _ancestor_ids(table):
+            manage.rollback_to_snapshot(target_id)
         else:
-            manage.set_current_snapshot(snapshot_id=snapshot_id)
+            manage.set_current_snapshot(snapshot_id=target_id)
         manage.commit()
         return snapshot_info(load_table(catalog, tname), target)
 

@@ -20,11 +20,12 @@ from icefloe.ml.onnx import PARITY_LIMIT, OnnxScorer, parity
 from icefloe.ml.spec import FeatureSet
 from icefloe.registry.lineage import PARITY_SAMPLES_ARTIFACT, Lineage
 from icefloe.registry.store import ModelRegistry
-from icefloe.serving.schema import FieldSpec, InputSchema
+from icefloe.serving.schema import FieldSpec, InputSchema, example_request
 from icefloe.serving.scorer import checksum
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.models import Build
+from icefloe.timefmt import iso_utc
 
 BUILDING, READY, FAILED = "BUILDING", "BUILD_READY", "BUILD_FAILED"
 
@@ -126,8 +127,9 @@ def get_build(db: Database, build_id: str) -> Build:
 
 
 def build_json(build: Build) -> dict[str, Any]:
-    """A build as plain data."""
+    """A build as plain data, with an example of the request its schema accepts."""
     return {"id": build.id, "model": build.model_name, "model_version": build.model_version,
             "status": build.status, "reason": build.reason, "checksum": build.checksum,
             "parity": build.parity, "input_schema": build.input_schema,
-            "created_at": build.created_at.isoformat() if build.created_at else None}
+            "example_request": example_request(build.input_schema),
+            "created_at": iso_utc(build.created_at)}
