@@ -136,7 +136,7 @@ def train_model(settings: Settings, rows: int) -> tuple[str, str]:
     from icefloe.compute import spark_session
     from icefloe.ml.spec import LabelSpec, TrainSpec
     from icefloe.ml.train import train
-    from icefloe.registry.store import ModelRegistry
+    from icefloe.registry.mlflow_registry import ModelRegistry
 
     Lakehouse(settings).write("lending.loans", generate_loans(rows, 7), "create")
     spark = spark_session(settings, app_name="bench-serving")

@@ -42,9 +42,9 @@ def _assert_story_state(home) -> None:
 
     from icefloe.config import load_settings
     from icefloe.lakehouse import Lakehouse
-    from icefloe.registry.store import ModelRegistry
+    from icefloe.registry.mlflow_registry import ModelRegistry
     from icefloe.store.db import Database
-    from icefloe.store.models import Deployment, Job, Prediction, Run
+    from icefloe.store.orm import Deployment, Job, Prediction, Run
 
     settings = load_settings(env={}, home=home)
     lh = Lakehouse(settings)

@@ -33,7 +33,7 @@ from icefloe.serving.schema import InputSchema
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.models import AuditEvent, Deployment
+from icefloe.store.orm import AuditEvent, Deployment
 
 pytestmark = pytest.mark.spark
 

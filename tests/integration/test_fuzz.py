@@ -35,7 +35,7 @@ from icefloe.api.app import create_app
 from icefloe.auth import keys as api_keys
 from icefloe.config import load_settings
 from icefloe.store import repo
-from icefloe.store.models import Build, Deployment
+from icefloe.store.orm import Build, Deployment
 
 EXAMPLES = int(os.environ.get("ICEFLOE_FUZZ_EXAMPLES", "60"))
 NOT_JSON = {"/metrics"}  # Prometheus text

@@ -27,7 +27,7 @@ from icefloe.auth import keys as api_keys
 from icefloe.config import Settings, load_settings
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.models import (
+from icefloe.store.orm import (
     AggregateMetric,
     ApiKey,
     AuditEvent,

@@ -10,7 +10,7 @@ from icefloe.jobs import states
 from icefloe.jobs.runner import Runner
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.models import Job
+from icefloe.store.orm import Job
 
 
 def _setup(tmp_path: Path, script: str = "import time; time.sleep(30)\n"):

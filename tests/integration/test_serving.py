@@ -32,7 +32,7 @@ from icefloe.ml.train import train
 from icefloe.serving import builds
 from icefloe.serving.journal import SEGMENT_SUFFIX
 from icefloe.store.db import Database
-from icefloe.store.models import Prediction
+from icefloe.store.orm import Prediction
 from tests.servers import Server, alive
 
 pytestmark = pytest.mark.spark

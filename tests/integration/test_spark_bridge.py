@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from icefloe.compute.bridge import read_table, spark_to_arrow, write_table
-from icefloe.errors import NoSuchSnapshotError, SchemaMismatchError
+from icefloe.errors import InvalidInputError, NoSuchSnapshotError, SchemaMismatchError
 from icefloe.lakehouse import Lakehouse
 
 pytestmark = pytest.mark.spark
@@ -100,6 +100,43 @@ def test_spark_writes_create_append_overwrite(spark, lakehouse: Lakehouse) -> No
     # a round trip through Spark keeps every row
     again = read_table(spark, "t.spark", lakehouse=lakehouse)
     assert again.count() == 1
+
+
+def test_an_etl_job_writing_with_auto_can_be_rerun(spark, lakehouse: Lakehouse) -> None:
+    batch = spark.createDataFrame([(1, "a"), (2, "b")], "id long, name string")
+    first = write_table(batch, "etl.out", "auto", lakehouse=lakehouse)  # no table yet
+    again = write_table(batch, "etl.out", "auto", lakehouse=lakehouse)  # the rerun
+    assert (first.mode, again.mode) == ("create", "append")
+    assert again.snapshot.total_rows == 4
+    assert [s.snapshot_id for s in lakehouse.snapshots("etl.out")] == [
+        first.snapshot.snapshot_id, again.snapshot.snapshot_id]
+    with pytest.raises(SchemaMismatchError, match="'extra'"):  # still refuses a new column
+        write_table(batch.selectExpr("*", "1 AS extra"), "etl.out", "auto", lakehouse=lakehouse)
+    evolved = write_table(batch.selectExpr("*", "1 AS extra"), "etl.out", "auto", evolve=True,
+                          lakehouse=lakehouse)
+    assert evolved.new_columns == ("extra",) and evolved.snapshot.total_rows == 6
+    with pytest.raises(InvalidInputError, match="unknown write mode 'upsert'"):
+        write_table(batch, "etl.out", "upsert", lakehouse=lakehouse)
+
+
+def test_files_are_read_with_the_schema_their_footers_declare(lakehouse: Lakehouse) -> None:
+    from icefloe.compute.bridge import file_schema
+    from icefloe.lakehouse.layout import FileColumn, plan_snapshot_files
+
+    lakehouse.write("t.typed", TYPED, "create")
+    table = lakehouse.table("t.typed")
+    files = plan_snapshot_files(table, table.current_snapshot().snapshot_id)
+    (layout,) = files.groups
+    declared = file_schema(layout)
+    assert declared is not None
+    assert [(f.name, f.dataType.simpleString()) for f in declared.fields] == [
+        ("id", "int"), ("name", "string"), ("ts", "timestamp_ntz"), ("tstz", "timestamp"),
+        ("amount", "decimal(10,2)"), ("score", "double"), ("day", "date"),
+        ("flag", "boolean")]
+    # Types Spark has its own rules for (nanoseconds, INT96), and names equal but for case,
+    # are left to Spark's inference.
+    assert file_schema((FileColumn(1, "t", pa.timestamp("ns")),)) is None
+    assert file_schema((FileColumn(1, "a", pa.int64()), FileColumn(2, "A", pa.int64()))) is None
 
 
 def test_empty_table_reads_as_empty_dataframe(spark, lakehouse: Lakehouse) -> None:

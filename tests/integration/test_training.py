@@ -15,8 +15,8 @@ from icefloe.lakehouse.fingerprint import fingerprint
 from icefloe.ml.scoring import score_table
 from icefloe.ml.spec import LabelSpec, TrainSpec
 from icefloe.ml.train import train
+from icefloe.registry.mlflow_registry import ModelRegistry
 from icefloe.registry.reproduce import reproduce_training_data
-from icefloe.registry.store import ModelRegistry
 
 pytestmark = pytest.mark.spark
 LOANS = "lending.loans"

@@ -156,7 +156,7 @@ def test_prediction_log_ground_truth_and_aggregates(db: Database) -> None:
         track_aggregate_metrics,
         track_delayed_metrics,
     )
-    from icefloe.store.models import Build, Deployment
+    from icefloe.store.orm import Build, Deployment
 
     with db.session() as s:
         s.add(Build(id="b1", model_name="m", model_version=1, status="BUILD_READY",

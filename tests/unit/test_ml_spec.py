@@ -53,3 +53,18 @@ def test_option_validation() -> None:
     assert parse_positive("Charged Off, Default") == ("Charged Off", "Default")
     assert parse_positive(None) == ()
     assert LabelSpec("s", ("a", "b")).describe() == "s in ('a', 'b')"
+
+
+def test_what_spark_refuses_during_training_is_a_named_training_error() -> None:
+    from pyspark.errors import AnalysisException
+
+    from icefloe.errors import TrainingError
+    from icefloe.ml.train import _Timer
+
+    timer = _Timer(None)
+    refused = pytest.raises(TrainingError, match=r"the fit step failed in Spark: \[UNRESOLVED")
+    with refused, timer.step("fit"):
+        raise AnalysisException("[UNRESOLVED_COLUMN] A column `x`.`y` cannot be resolved.")
+    with pytest.raises(KeyError), timer.step("fit"):  # our own bugs stay what they are
+        raise KeyError("x")
+    assert set(timer.timings) == {"fit"}

@@ -2,7 +2,7 @@ import pytest
 
 from icefloe.errors import InvalidNameError
 from icefloe.registry.lineage import Lineage
-from icefloe.registry.refs import ModelRef, parse_model_ref, validate_alias
+from icefloe.registry.refs import ModelRef, name_filter, parse_model_ref, validate_alias
 
 
 def test_refs() -> None:
@@ -28,3 +28,10 @@ def test_lineage_round_trip_and_tags() -> None:
     assert Lineage.from_dict({**ln.to_dict(), "future_field": 1}) == ln
     tags = ln.tags()
     assert tags["icefloe.snapshot_id"] == "7" and tags["icefloe.fingerprint"] == "fp1:ab"
+
+
+def test_model_names_stay_values_in_mlflow_filters() -> None:
+    assert name_filter("loan-default") == "name = 'loan-default'"
+    for hostile in ("x' OR name LIKE '%", "a\\' --"):
+        with pytest.raises(InvalidNameError, match="cannot be searched"):
+            name_filter(hostile)

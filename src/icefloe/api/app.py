@@ -18,9 +18,9 @@ from starlette.exceptions import HTTPException
 
 from icefloe.api.admin import add_admin_routes
 from icefloe.api.limits import BodyLimits
-from icefloe.api.models import add_model_routes, document_model_calls
 from icefloe.api.projects import add_project_routes
 from icefloe.api.prometheus import MetricsMiddleware, RequestMetrics
+from icefloe.api.serving import add_model_routes, document_model_calls
 from icefloe.auth.cache import KeyCache
 from icefloe.auth.middleware import ApiKeyMiddleware
 from icefloe.auth.refusals import Refusals

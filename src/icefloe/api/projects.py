@@ -22,7 +22,7 @@ from icefloe.jobs.spec import MAX_INT, MAX_TEXT
 from icefloe.names import valid_name
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.models import Job, Project, Run
+from icefloe.store.orm import Job, Project, Run
 from icefloe.timefmt import iso_utc
 
 MAX_LOG_CHUNK = 1 << 20

@@ -19,7 +19,7 @@ from icefloe.auth.principals import ROLES, Principal, run_role
 from icefloe.errors import InvalidInputError, NotFoundError
 from icefloe.jobs import states
 from icefloe.names import valid_name
-from icefloe.store.models import ApiKey, Run, RunToken, User
+from icefloe.store.orm import ApiKey, Run, RunToken, User
 from icefloe.store.repo import new_id, now
 
 RUN_TOKEN_GRACE = timedelta(minutes=10)

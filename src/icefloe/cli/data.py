@@ -51,8 +51,8 @@ def reproduce(
     settings = state(ctx).home_settings()
     with steps("reproduce") as step:
         step(f"reading the lineage of {ref} from the registry")
+        from icefloe.registry.mlflow_registry import ModelRegistry
         from icefloe.registry.reproduce import reproduce_training_data
-        from icefloe.registry.store import ModelRegistry
 
         lineage = ModelRegistry(settings).lineage(ref)
         step(f"reading {lineage.row_count:,} rows of {lineage.table} at snapshot "

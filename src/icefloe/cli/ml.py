@@ -86,7 +86,7 @@ def train(
 def lineage(ctx: typer.Context, ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
             as_json: bool = JSON) -> None:
     """Show the exact data a model version learned from."""
-    from icefloe.registry.store import ModelRegistry
+    from icefloe.registry.mlflow_registry import ModelRegistry
 
     ln = ModelRegistry(state(ctx).home_settings()).lineage(ref)
     if as_json:
@@ -141,7 +141,7 @@ def score(
 @model_app.command("list")
 def model_list(ctx: typer.Context, as_json: bool = JSON) -> None:
     """List registered models."""
-    from icefloe.registry.store import ModelRegistry
+    from icefloe.registry.mlflow_registry import ModelRegistry
 
     rows = ModelRegistry(state(ctx).home_settings()).list_models()
     if as_json:
@@ -154,7 +154,7 @@ def model_list(ctx: typer.Context, as_json: bool = JSON) -> None:
 @model_app.command("versions")
 def model_versions(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
     """List the versions of a model with their training data."""
-    from icefloe.registry.store import ModelRegistry
+    from icefloe.registry.mlflow_registry import ModelRegistry
 
     rows = ModelRegistry(state(ctx).home_settings()).versions(name)
     if as_json:
@@ -169,7 +169,7 @@ def model_show(ctx: typer.Context,
                ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
                as_json: bool = JSON) -> None:
     """Show one model version."""
-    from icefloe.registry.store import ModelRegistry
+    from icefloe.registry.mlflow_registry import ModelRegistry
 
     registry = ModelRegistry(state(ctx).home_settings())
     info = registry.describe(registry.resolve(ref))
@@ -189,7 +189,7 @@ def model_alias(ctx: typer.Context,
                 alias: str = typer.Argument(...),
                 as_json: bool = JSON) -> None:
     """Point an alias (e.g. champion) at a version; NAME@ALIAS then works everywhere."""
-    from icefloe.registry.store import ModelRegistry
+    from icefloe.registry.mlflow_registry import ModelRegistry
 
     registry = ModelRegistry(state(ctx).home_settings())
     mv = registry.set_alias(ref, alias)
@@ -235,7 +235,7 @@ def model_schema(ctx: typer.Context,
     from icefloe.serving.schema import example_request
 
     if "/" in target or "@" in target:
-        from icefloe.registry.store import ModelRegistry
+        from icefloe.registry.mlflow_registry import ModelRegistry
         from icefloe.serving.builds import schema_from_onnx
 
         registry = ModelRegistry(state(ctx).home_settings())

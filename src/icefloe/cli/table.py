@@ -198,7 +198,7 @@ def rollback(
     lh = state(ctx).lakehouse
     target = snapshot_ref(lh, name, to)
     if to_model is not None:
-        from icefloe.registry.store import ModelRegistry
+        from icefloe.registry.mlflow_registry import ModelRegistry
 
         lineage = ModelRegistry(state(ctx).settings).lineage(to_model)
         if lineage.table != name:

@@ -1,11 +1,17 @@
-"""The Spark session factory: local mode by default, any master URL from the settings."""
+"""The Spark session factory: local mode by default, any master URL from the settings.
+
+Starting a session takes seconds (a JVM boots); :func:`start_spark_session` does it in a
+background thread so that the caller can do its own set-up meanwhile.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from icefloe.compute.java import find_java
 from icefloe.config import Settings, load_settings
@@ -69,3 +75,59 @@ def spark_session(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+class SparkStart:
+    """A Spark session being started in a background (daemon) thread.
+
+    Create it with :func:`start_spark_session`; :meth:`result` waits for the session.
+    """
+
+    def __init__(self, settings: Settings | None, kwargs: dict[str, Any]) -> None:
+        self._session: SparkSession | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(settings, kwargs),
+                                        name="icefloe-spark-start", daemon=True)
+        self._thread.start()
+
+    def _run(self, settings: Settings | None, kwargs: dict[str, Any]) -> None:
+        try:
+            self._session = spark_session(settings, **kwargs)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> SparkSession:
+        """The session, once started.
+
+        Raises:
+            Whatever starting it raised (e.g. ConfigError when there is no usable Java).
+        """
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._session is not None
+        _cancel_jobs_on_interrupt(self._session)
+        return self._session
+
+
+def start_spark_session(settings: Settings | None = None, **kwargs: Any) -> SparkStart:
+    """Start :func:`spark_session` (same arguments) in a background thread; returns at once."""
+    return SparkStart(settings, kwargs)
+
+
+def _cancel_jobs_on_interrupt(spark: SparkSession) -> None:
+    """Ctrl-C cancels the running Spark jobs, as PySpark arranges when the session is
+    created in the main thread (it cannot from a background one)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # someone (PySpark itself, or the application) already chose a handler
+
+    def cancel(signum: int, frame: Any) -> None:
+        spark.sparkContext.cancelAllJobs()
+        raise KeyboardInterrupt()
+
+    signal.signal(signal.SIGINT, cancel)

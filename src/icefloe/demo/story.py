@@ -17,8 +17,8 @@ from icefloe.demo.loans import LABEL_COLUMN, POSITIVE_STATUSES, generate_loans, 
 from icefloe.errors import ConflictError, SchemaMismatchError, TrainingError
 from icefloe.home import prepare_home
 from icefloe.lakehouse import Lakehouse
+from icefloe.registry.mlflow_registry import ModelRegistry
 from icefloe.registry.reproduce import reproduce_training_data
-from icefloe.registry.store import ModelRegistry
 
 TABLE = "lending.loans"
 PROJECT_DIR = Path(__file__).with_name("project")

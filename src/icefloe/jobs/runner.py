@@ -42,7 +42,7 @@ from icefloe.jobs import folders, launcher, states, vault
 from icefloe.jobs.environment import run_environment
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.models import Job, Project, Run
+from icefloe.store.orm import Job, Project, Run
 
 log = logging.getLogger(__name__)
 KILL_GRACE_S = 3.0

@@ -1,6 +1,7 @@
 """Binary classification metrics and curves from labels and scores (pure numpy).
 
-Plots are drawn with matplotlib's Agg backend into PNG files; nothing is shown on screen.
+Plots are drawn with matplotlib's object-oriented API straight into PNG files (no pyplot, no
+global backend, nothing shown on screen), so they can be drawn in any thread.
 """
 
 from __future__ import annotations
@@ -92,10 +93,7 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> 
 
 def save_curves(labels: np.ndarray, scores: np.ndarray, folder: Path, title: str) -> list[Path]:
     """Write ``roc_curve.png`` and ``pr_curve.png`` into ``folder``; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     folder.mkdir(parents=True, exist_ok=True)
     y = np.asarray(labels, dtype=np.float64)
@@ -103,21 +101,21 @@ def save_curves(labels: np.ndarray, scores: np.ndarray, folder: Path, title: str
     ev = evaluate(y, s)
     paths = []
     fpr, tpr = roc_curve(y, s)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     ax.plot(fpr, tpr, label=f"AUC = {ev.auc:.3f}")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC — {title}")
     ax.legend(loc="lower right")
     paths.append(folder / "roc_curve.png")
     fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
     recall, precision = pr_curve(y, s)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     ax.plot(recall, precision, label=f"PR AUC = {ev.pr_auc:.3f}")
     ax.axhline(ev.positive_rate, linestyle="--", color="grey", label="base rate")
     ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall — {title}")
     ax.legend(loc="upper right")
     paths.append(folder / "pr_curve.png")
     fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return paths

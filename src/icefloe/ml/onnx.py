@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from icefloe.ml.pipelines import imputed_name
+from icefloe.ml.pipelines import imputed_name, model_columns, to_model_columns
 from icefloe.ml.spec import FeatureSet
 
 if TYPE_CHECKING:
@@ -67,7 +67,9 @@ def compile_onnx(
     """Convert a fitted pipeline to a self-contained ONNX model.
 
     Inputs are one ``[None, 1]`` tensor per feature column (float for numbers, string for
-    categories), named after the columns; outputs are ``prediction`` and ``probability``.
+    categories), named after the columns exactly as the table has them (the pipeline was
+    fitted on :func:`~icefloe.ml.pipelines.model_columns`; the graph takes the original
+    names back); outputs are ``prediction`` and ``probability``.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -78,11 +80,12 @@ def compile_onnx(
     surrogates = _surrogates(model)
     stages = model.stages[1:] if surrogates else model.stages
     inner = SparkPipelineModel(stages=stages)
+    fitted = to_model_columns(features)
     inputs: list[tuple[str, Any]] = [
         (imputed_name(c) if surrogates else c, FloatTensorType([None, 1]))
-        for c in features.numeric
+        for c in fitted.numeric
     ]
-    inputs += [(c, StringTensorType([None, 1])) for c in features.categorical]
+    inputs += [(c, StringTensorType([None, 1])) for c in fitted.categorical]
     # The converter prints model internals and divides by a zero std (fixed below).
     with contextlib.redirect_stdout(io.StringIO()), np.errstate(divide="ignore"), \
             warnings.catch_warnings():
@@ -117,11 +120,33 @@ def compile_onnx(
                     "Where", [f"__isnan_{raw}", f"__median_{raw}", raw], [inp.name]))
                 graph.node.insert(0, helper.make_node("IsNaN", [raw], [f"__isnan_{raw}"]))
                 inp.name = raw
+    _rename_inputs(converted.graph, {v: k for k, v in model_columns(features).items()})
     converted.metadata_props.append(
         onnx.StringStringEntryProto(key="icefloe.features", value=json.dumps(
             {"numeric": list(features.numeric), "categorical": list(features.categorical)}))
     )
     return converted
+
+
+def _rename_inputs(graph: Any, names: dict[str, str]) -> None:
+    """Give the graph's inputs the names in ``names`` (old -> new), where nodes use them
+    too; ONNX names are any text, so users' column names work as they are."""
+    renamed = {old: new for old, new in names.items() if old != new}
+    if not renamed:
+        return
+    taken = {out for node in graph.node for out in node.output}
+    clash = sorted(set(renamed.values()) & taken)
+    if clash:  # a column named like a tensor inside the converted graph
+        from icefloe.errors import TrainingError
+
+        raise TrainingError(f"feature column(s) {', '.join(map(repr, clash))} have the name "
+                            "of a step inside the model; rename them")
+    for inp in graph.input:
+        inp.name = renamed.get(inp.name, inp.name)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
 
 
 def feed_from_columns(

@@ -19,7 +19,7 @@ from icefloe.errors import InvalidInputError, TrainingError
 from icefloe.lakehouse import Lakehouse
 from icefloe.ml.onnx import OnnxScorer
 from icefloe.ml.spec import FeatureSet
-from icefloe.registry.store import ModelRegistry
+from icefloe.registry.mlflow_registry import ModelRegistry
 
 BATCH_ROWS = 50_000
 

@@ -6,9 +6,11 @@ failure at any step marks the run FAILED and registers nothing.
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -23,19 +25,33 @@ from icefloe.lakehouse import Lakehouse
 from icefloe.lakehouse.fingerprint import fingerprint
 from icefloe.lakehouse.snapshots import format_ms, resolve_snapshot
 from icefloe.ml.evaluation import evaluate, save_curves
-from icefloe.ml.onnx import OnnxScorer, compile_onnx, parity
-from icefloe.ml.pipelines import LABEL, PROBABILITY, build_pipeline, prepare, split
+from icefloe.ml.onnx import PARITY_LIMIT, OnnxScorer, compile_onnx, parity
+from icefloe.ml.pipelines import (
+    LABEL,
+    PROBABILITY,
+    PreparedData,
+    build_pipeline,
+    column,
+    model_columns,
+    model_frame,
+    prepare,
+    split,
+    to_model_columns,
+)
 from icefloe.ml.spec import FeatureSet, TrainSpec, resolve_features
 from icefloe.records import jsonable
-from icefloe.registry.lineage import LINEAGE_ARTIFACT, TAG_PREFIX, Lineage
-from icefloe.registry.store import ModelRegistry
+from icefloe.registry.lineage import (
+    LINEAGE_ARTIFACT,
+    PARITY_SAMPLES_ARTIFACT,
+    TAG_PREFIX,
+    Lineage,
+)
+from icefloe.registry.mlflow_registry import ModelRegistry
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-PARITY_LIMIT = 1e-5
 PARITY_SAMPLES = 200
-PARITY_SAMPLES_ARTIFACT = "parity_samples.json"
 StepCallback = Callable[[str], None]
 
 
@@ -83,8 +99,26 @@ class _Timer:
         start = time.perf_counter()
         try:
             yield
+        except Exception as exc:
+            named = _spark_failure(name, exc)
+            if named is None:
+                raise
+            raise named from exc
         finally:
             self.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def _spark_failure(step: str, exc: Exception) -> TrainingError | None:
+    """A Spark or Py4J error of a training step as a TrainingError naming the step and
+    Spark's own first line (a user never sees an "internal error" for what Spark refused);
+    None for anything else."""
+    kind = type(exc)
+    if not kind.__module__.startswith(("pyspark", "py4j")):
+        return None
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    first = next((line for line in lines if not line.startswith(("An error occurred", "at "))),
+                 kind.__name__)
+    return TrainingError(f"the {step} step failed in Spark: {first[:500]}")
 
 
 def _pip_requirements() -> list[str]:
@@ -97,7 +131,7 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def drop_empty_features(frame: Any, features: FeatureSet,
+def drop_empty_features(value_counts: Mapping[str, int], features: FeatureSet,
                         spec: TrainSpec) -> tuple[FeatureSet, list[str]]:
     """Leave out feature columns that hold no value at all in the rows to train on.
 
@@ -105,15 +139,14 @@ def drop_empty_features(frame: Any, features: FeatureSet,
     rows all predate it) carries no information and cannot be encoded. Columns the user
     named with ``--features`` are never left out: that is an error instead.
 
+    Args:
+        value_counts: Non-null values per feature column in the rows to train on
+            (:attr:`icefloe.ml.pipelines.PreparedData.value_counts`).
+
     Raises:
         TrainingError: A named feature has no values.
     """
-    from pyspark.sql import functions as F
-
-    if not features.all:
-        return features, []
-    counts = frame.agg(*[F.count(F.col(f"`{c}`")).alias(c) for c in features.all]).first()
-    empty = [c for c in features.all if counts[c] == 0]
+    empty = [c for c in features.all if value_counts[c] == 0]
     named = [c for c in empty if c in spec.features]
     if named:
         raise TrainingError(
@@ -129,6 +162,49 @@ def drop_empty_features(frame: Any, features: FeatureSet,
     return kept, empty
 
 
+class _Background:
+    """One function run in a daemon thread; :meth:`result` waits and re-raises its error."""
+
+    def __init__(self, fn: Callable[[], Any], name: str) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _load_later_steps() -> None:
+    """Import what evaluation, ONNX compilation and model logging use, while Spark fits
+    (the main thread then only waits on the JVM). Best effort: a failure here shows up
+    again, with its real traceback, where the step runs."""
+    try:
+        import matplotlib.figure  # noqa: F401
+        import mlflow.onnx  # noqa: F401
+        import onnxmltools  # noqa: F401
+        import onnxruntime  # noqa: F401
+        from mlflow.utils import requirements_utils
+
+        # log_model checks the pip requirements against the installed packages; the map of
+        # every installed distribution it builds for that takes ~0.7 s. Build it now.
+        getattr(requirements_utils, "_init_packages_to_modules_map", lambda: None)()
+    except Exception:  # pragma: no cover - best effort
+        logging.getLogger(__name__).debug("preloading the later steps failed", exc_info=True)
+
+
 def train(
     spec: TrainSpec,
     settings: Settings | None = None,
@@ -137,6 +213,10 @@ def train(
     on_step: StepCallback | None = None,
 ) -> TrainResult:
     """Train, evaluate, compile and register a model on a table snapshot.
+
+    When no session is given, Spark starts in the background as soon as the snapshot's
+    columns are known to fit the pipeline, while MLflow opens its store and the snapshot is
+    read and fingerprinted; the data is then prepared, counted and split in one Spark job.
 
     Args:
         spec: What to train (table, label, features, pipeline, snapshot...).
@@ -151,141 +231,184 @@ def train(
         TrainingError: Bad options for this data (e.g. a string column for ``baseline``).
         ParityError: The ONNX model differs from Spark by more than 1e-5.
     """
-    import mlflow
-
     spec.validate()
     settings = settings or load_settings()
     timer = _Timer(on_step)
-    lh = Lakehouse(settings)
-    table = lh.table(spec.table)
-    snap = resolve_snapshot(table, snapshot_id=spec.snapshot_id, tag=spec.tag)
-    if snap is None:
-        raise TrainingError(f"table {spec.table} has no snapshot to train on")
-    schema = table.scan(snapshot_id=snap.snapshot_id).projection()
-    registry = ModelRegistry(settings)
-    run_tags = {
-        TAG_PREFIX + "table": spec.table,
-        TAG_PREFIX + "snapshot_id": str(snap.snapshot_id),
-        TAG_PREFIX + "pipeline": spec.pipeline,
-        TAG_PREFIX + "model": spec.model_name,
-        **spec.extra_tags,
-    }
+    with timer.step("set-up"):
+        lh = Lakehouse(settings)
+        table = lh.table(spec.table)
+        snap = resolve_snapshot(table, snapshot_id=spec.snapshot_id, tag=spec.tag)
+        if snap is None:
+            raise TrainingError(f"table {spec.table} has no snapshot to train on")
+        schema = table.scan(snapshot_id=snap.snapshot_id).projection()
+        unusable: TrainingError | None = None
+        try:
+            features = resolve_features(schema, spec)
+        except TrainingError as exc:  # recorded as a FAILED run below; no Spark needed
+            features, unusable = FeatureSet((), ()), exc
+        starting = None
+        if spark is None and unusable is None:
+            from icefloe.compute.spark import start_spark_session
+
+            starting = start_spark_session(settings,
+                                           app_name=f"icefloe-train-{spec.model_name}")
+        import mlflow
+
+        registry = ModelRegistry(settings)
+        run_tags = {
+            TAG_PREFIX + "table": spec.table,
+            TAG_PREFIX + "snapshot_id": str(snap.snapshot_id),
+            TAG_PREFIX + "pipeline": spec.pipeline,
+            TAG_PREFIX + "model": spec.model_name,
+            **spec.extra_tags,
+        }
     with registry.run(spec.experiment, f"{spec.model_name}-{spec.pipeline}", run_tags) as run:
         mlflow.log_params(spec.params())
-        features = resolve_features(schema, spec)
-        with timer.step("spark start"):
-            if spark is None:
-                from icefloe.compute import spark_session
-
-                spark = spark_session(settings, app_name=f"icefloe-train-{spec.model_name}")
-        from icefloe.compute import read_table
-
-        with timer.step("read snapshot"):
+        if unusable is not None:
+            raise unusable
+        with timer.step("fingerprint"):
             rows = lh.read(spec.table, snapshot_id=snap.snapshot_id)
             data_fingerprint = fingerprint(rows)
-            frame = read_table(spark, spec.table, snapshot_id=snap.snapshot_id, lakehouse=lh)
-            prepared = prepare(frame, features, spec.label, spec.nulls)
-            features, empty = drop_empty_features(prepared.frame, features, spec)
-            if empty:
-                mlflow.log_param("empty_features_left_out", ",".join(empty))
-                if on_step:
-                    on_step(f"left out columns with no values: {', '.join(empty)}")
-            original_columns = [f.name for f in schema.fields]
-            train_df, test_df = split(prepared.frame, original_columns, spec.test_fraction,
-                                      spec.seed)
-            train_rows, test_rows = train_df.count(), test_df.count()
-        if train_rows == 0 or test_rows == 0:
-            raise TrainingError(
-                f"{spec.table}@{snap.snapshot_id} leaves {train_rows} training and {test_rows} "
-                "test rows after removing nulls; need at least one of each"
-            )
-        labels_seen = {r[0] for r in train_df.select(LABEL).distinct().collect()}
-        if labels_seen != {0.0, 1.0}:
-            raise TrainingError(
-                f"the training rows of {spec.table} hold only label value(s) "
-                f"{sorted(labels_seen)}; both classes are needed ({spec.label.describe()})"
-            )
-        with timer.step("fit"):
-            model = build_pipeline(features, spec).fit(train_df)
-        with timer.step("evaluate"):
-            from pyspark.ml.functions import vector_to_array
-            from pyspark.sql import functions as F
+        with timer.step("spark start"):
+            if starting is not None:
+                spark = starting.result()
+        assert spark is not None
+        from icefloe.compute.bridge import read_table
 
-            scored: Any = model.transform(test_df).select(
-                F.col(LABEL), vector_to_array(F.col(PROBABILITY))[1].alias("__p"),
-                *[F.col(f"`{c}`") for c in features.all],
-            ).toPandas()
-            labels = scored[LABEL].to_numpy(dtype=np.float64)
-            spark_probs = scored["__p"].to_numpy(dtype=np.float64)
-            ev = evaluate(labels, spark_probs)
-        with timer.step("onnx compile"):
-            onnx_model = compile_onnx(model, features, spark)
-            scorer = OnnxScorer(onnx_model.SerializeToString(), features)
-            onnx_probs = scorer.probabilities({c: scored[c].tolist() for c in features.all})
-            max_diff = parity(spark_probs, onnx_probs)
-        metrics = {**ev.metrics(), "onnx_parity_max_abs_diff": max_diff,
-                   "train_rows": float(train_rows), "test_rows": float(test_rows),
-                   "rows_dropped_null_label": float(prepared.null_label_rows),
-                   "rows_dropped_null_features": float(prepared.null_feature_rows),
-                   "rows_null_category": float(prepared.null_category_rows)}
-        with timer.step("mlflow log"):
-            mlflow.log_metrics(metrics)
-            # Test rows with Spark's probabilities, for the self-test of every later build.
-            head = scored[list(features.all)].head(PARITY_SAMPLES)
-            mlflow.log_dict({"rows": jsonable(head.to_dict(orient="records")),
-                             "spark_probability": spark_probs[:len(head)].tolist()},
-                            PARITY_SAMPLES_ARTIFACT)
-            mlflow.log_dict({"matrix": ev.confusion_matrix(), "rows": ["actual 0", "actual 1"],
-                             "columns": ["predicted 0", "predicted 1"]},
-                            "confusion_matrix.json")
-            with tempfile.TemporaryDirectory() as tmp:
+        with timer.step("read snapshot"):
+            original_columns = [f.name for f in schema.fields]
+            frame = read_table(spark, spec.table, snapshot_id=snap.snapshot_id, lakehouse=lh)
+            prepared = prepare(frame, features, spec.label, spec.nulls,
+                               split_columns=original_columns,
+                               test_fraction=spec.test_fraction, seed=spec.seed)
+        try:
+            result = _fit_evaluate_register(
+                spark, spec, settings, registry, run, timer, on_step, prepared, features,
+                original_columns, snap, rows.num_rows, data_fingerprint)
+        finally:
+            if prepared.source is not None:
+                prepared.source.unpersist()
+    return result
+
+
+def _fit_evaluate_register(
+    spark: SparkSession, spec: TrainSpec, settings: Settings, registry: ModelRegistry,
+    run: Any, timer: _Timer, on_step: StepCallback | None, prepared: PreparedData,
+    features: FeatureSet, original_columns: list[str], snap: Any, row_count: int,
+    data_fingerprint: str,
+) -> TrainResult:
+    import mlflow
+
+    features, empty = drop_empty_features(prepared.value_counts, features, spec)
+    if empty:
+        mlflow.log_param("empty_features_left_out", ",".join(empty))
+        if on_step:
+            on_step(f"left out columns with no values: {', '.join(empty)}")
+    train_rows, test_rows = prepared.train_rows, prepared.test_rows
+    if train_rows == 0 or test_rows == 0:
+        raise TrainingError(
+            f"{spec.table}@{snap.snapshot_id} leaves {train_rows} training and {test_rows} "
+            "test rows after removing nulls; need at least one of each"
+        )
+    labels_seen = set(prepared.train_labels)
+    if labels_seen != {0.0, 1.0}:
+        raise TrainingError(
+            f"the training rows of {spec.table} hold only label value(s) "
+            f"{sorted(labels_seen)}; both classes are needed ({spec.label.describe()})"
+        )
+    train_df, test_df = split(prepared.frame, original_columns, spec.test_fraction, spec.seed)
+    names = model_columns(features)
+    with timer.step("fit"):
+        pipeline = build_pipeline(to_model_columns(features), spec)
+        loading = _Background(_load_later_steps, "icefloe-imports")
+        model = pipeline.fit(model_frame(train_df, features))
+        loading.wait()  # no two threads importing at once from here on
+    with tempfile.TemporaryDirectory() as tmp:
+        # The Spark model is written by Spark jobs of its own, alongside evaluation.
+        spark_dir = Path(tmp) / "spark-model"
+        saving = _Background(lambda: model.write().overwrite().save(str(spark_dir)),
+                             "icefloe-save-spark-model")
+        try:
+            with timer.step("evaluate"):
+                from pyspark.ml.functions import vector_to_array
+                from pyspark.sql import functions as F
+
+                scored: Any = model.transform(model_frame(test_df, features)).select(
+                    F.col(LABEL), vector_to_array(F.col(PROBABILITY))[1].alias("__p"),
+                    *[column(names[c]).alias(c) for c in features.all],
+                ).toPandas()
+                labels = scored[LABEL].to_numpy(dtype=np.float64)
+                spark_probs = scored["__p"].to_numpy(dtype=np.float64)
+                ev = evaluate(labels, spark_probs)
+            with timer.step("onnx compile"):
+                onnx_model = compile_onnx(model, features, spark)
+                scorer = OnnxScorer(onnx_model.SerializeToString(), features)
+                onnx_probs = scorer.probabilities({c: scored[c].tolist() for c in features.all})
+                max_diff = parity(spark_probs, onnx_probs)
+            metrics = {**ev.metrics(), "onnx_parity_max_abs_diff": max_diff,
+                       "train_rows": float(train_rows), "test_rows": float(test_rows),
+                       "rows_dropped_null_label": float(prepared.null_label_rows),
+                       "rows_dropped_null_features": float(prepared.null_feature_rows),
+                       "rows_null_category": float(prepared.null_category_rows)}
+            with timer.step("mlflow log"):
+                mlflow.log_metrics(metrics)
+                # Test rows with Spark's probabilities, for the self-test of every later build.
+                head = scored[list(features.all)].head(PARITY_SAMPLES)
+                mlflow.log_dict({"rows": jsonable(head.to_dict(orient="records")),
+                                 "spark_probability": spark_probs[:len(head)].tolist()},
+                                PARITY_SAMPLES_ARTIFACT)
+                mlflow.log_dict({"matrix": ev.confusion_matrix(),
+                                 "rows": ["actual 0", "actual 1"],
+                                 "columns": ["predicted 0", "predicted 1"]},
+                                "confusion_matrix.json")
                 for png in save_curves(labels, spark_probs, Path(tmp) / "curves",
                                        f"{spec.model_name} ({spec.pipeline})"):
                     mlflow.log_artifact(str(png), "curves")
-                spark_dir = Path(tmp) / "spark-model"
-                model.write().overwrite().save(str(spark_dir))
+                saving.result()
                 mlflow.log_artifacts(str(spark_dir), "spark-model")
-            if not max_diff <= PARITY_LIMIT:
-                raise ParityError(
-                    f"ONNX model differs from Spark by {max_diff:.3g} on the test rows "
-                    f"(limit {PARITY_LIMIT:g}); model not registered"
+                # The Spark model reads the features under these names (see model_columns).
+                mlflow.log_dict({"columns": names}, "spark-model-columns.json")
+                if not max_diff <= PARITY_LIMIT:
+                    raise ParityError(
+                        f"ONNX model differs from Spark by {max_diff:.3g} on the test rows "
+                        f"(limit {PARITY_LIMIT:g}); model not registered"
+                    )
+                lineage = Lineage(
+                    catalog=settings.catalog_name,
+                    table=spec.table,
+                    snapshot_id=snap.snapshot_id,
+                    snapshot_time=format_ms(snap.timestamp_ms),
+                    schema_id=snap.schema_id,
+                    row_count=row_count,
+                    fingerprint=data_fingerprint,
+                    features=list(features.all),
+                    numeric_features=list(features.numeric),
+                    categorical_features=list(features.categorical),
+                    label=spec.label.describe(),
+                    label_column=spec.label.column,
+                    positive_values=list(spec.label.positive),
+                    pipeline=spec.pipeline,
+                    nulls=spec.nulls,
+                    seed=spec.seed,
+                    test_fraction=spec.test_fraction,
+                    train_rows=train_rows,
+                    test_rows=test_rows,
+                    dropped_rows=prepared.null_label_rows + prepared.null_feature_rows,
+                    run_id=run.info.run_id,
+                    experiment_id=run.info.experiment_id,
+                    metrics={k: v for k, v in metrics.items()},
                 )
-            lineage = Lineage(
-                catalog=settings.catalog_name,
-                table=spec.table,
-                snapshot_id=snap.snapshot_id,
-                snapshot_time=format_ms(snap.timestamp_ms),
-                schema_id=snap.schema_id,
-                row_count=rows.num_rows,
-                fingerprint=data_fingerprint,
-                features=list(features.all),
-                numeric_features=list(features.numeric),
-                categorical_features=list(features.categorical),
-                label=spec.label.describe(),
-                label_column=spec.label.column,
-                positive_values=list(spec.label.positive),
-                pipeline=spec.pipeline,
-                nulls=spec.nulls,
-                seed=spec.seed,
-                test_fraction=spec.test_fraction,
-                train_rows=train_rows,
-                test_rows=test_rows,
-                dropped_rows=prepared.null_label_rows + prepared.null_feature_rows,
-                run_id=run.info.run_id,
-                experiment_id=run.info.experiment_id,
-                metrics={k: v for k, v in metrics.items()},
-            )
-            mlflow.log_text(lineage.to_json(), LINEAGE_ARTIFACT)
-            info = mlflow.onnx.log_model(
-                onnx_model, name="model", pip_requirements=_pip_requirements(),
-                metadata={"icefloe": {"features": lineage.features,
-                                      "numeric": lineage.numeric_features,
-                                      "categorical": lineage.categorical_features}},
-            )
-        with timer.step("register"):
-            version = registry.register(info.model_uri, spec.model_name, lineage,
-                                        run.info.run_id)
-    prepared.frame.unpersist()
+                mlflow.log_text(lineage.to_json(), LINEAGE_ARTIFACT)
+                info = mlflow.onnx.log_model(
+                    onnx_model, name="model", pip_requirements=_pip_requirements(),
+                    metadata={"icefloe": {"features": lineage.features,
+                                          "numeric": lineage.numeric_features,
+                                          "categorical": lineage.categorical_features}},
+                )
+        finally:
+            saving.wait()  # never leave Spark writing into a folder being deleted
+    with timer.step("register"):
+        version = registry.register(info.model_uri, spec.model_name, lineage, run.info.run_id)
     return TrainResult(
         model_name=spec.model_name,
         version=int(version.version),

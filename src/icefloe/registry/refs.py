@@ -32,6 +32,19 @@ def validate_model_name(name: str) -> str:
     return name
 
 
+def name_filter(name: str) -> str:
+    """An MLflow search filter for the model ``name``, quoted so the name stays a value.
+
+    icefloe's own names cannot hold quotes (:func:`validate_model_name`); a model registered
+    by other means with a quote in its name cannot be searched by name at all, and is
+    refused rather than read as filter syntax.
+    """
+    if "'" in name or "\\" in name:
+        raise InvalidNameError(f"model name {name!r} holds a quote or backslash; it cannot be "
+                               "searched in MLflow")
+    return f"name = '{name}'"
+
+
 def validate_alias(alias: str) -> str:
     """Return ``alias`` if it is a valid alias (MLflow reserves ``latest`` and ``vN``)."""
     if not _ALIAS.fullmatch(alias or "") or alias == "latest" or re.fullmatch(r"v\d+", alias):

@@ -10,7 +10,7 @@ from icefloe.errors import FingerprintMismatchError
 from icefloe.lakehouse import Lakehouse
 from icefloe.lakehouse.files import write_file
 from icefloe.lakehouse.fingerprint import fingerprint
-from icefloe.registry.store import ModelRegistry
+from icefloe.registry.mlflow_registry import ModelRegistry
 
 
 def reproduce_training_data(settings: Settings, ref: str, output: str | Path) -> dict[str, Any]:

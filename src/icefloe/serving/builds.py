@@ -19,12 +19,12 @@ from icefloe.errors import IcefloeError, ParityError
 from icefloe.ml.onnx import PARITY_LIMIT, OnnxScorer, parity
 from icefloe.ml.spec import FeatureSet
 from icefloe.registry.lineage import PARITY_SAMPLES_ARTIFACT, Lineage
-from icefloe.registry.store import ModelRegistry
+from icefloe.registry.mlflow_registry import ModelRegistry
 from icefloe.serving.schema import FieldSpec, InputSchema, example_request
 from icefloe.serving.scorer import checksum
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.models import Build
+from icefloe.store.orm import Build
 from icefloe.timefmt import iso_utc
 
 BUILDING, READY, FAILED = "BUILDING", "BUILD_READY", "BUILD_FAILED"

@@ -37,7 +37,7 @@ from icefloe.serving.schema import example_request
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.models import Build, Deployment
+from icefloe.store.orm import Build, Deployment
 from icefloe.timefmt import iso_utc
 
 DEPLOYING, DEPLOYED, STOPPED, FAILED = "DEPLOYING", "DEPLOYED", "STOPPED", "FAILED"

@@ -50,7 +50,7 @@ from icefloe.serving.journal import (
 )
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.models import AggregateMetric, AuditEvent, Prediction
+from icefloe.store.orm import AggregateMetric, AuditEvent, Prediction
 
 log = logging.getLogger(__name__)
 BATCH = 500

@@ -19,7 +19,7 @@ from icefloe.jobs.graph import would_cycle
 from icefloe.jobs.spec import MAX_TEXT, check_job_fields
 from icefloe.names import valid_name
 from icefloe.paging import check_page_size, offset_of, token_for
-from icefloe.store.models import AuditEvent, Build, Deployment, Job, Project, Run
+from icefloe.store.orm import AuditEvent, Build, Deployment, Job, Project, Run
 
 
 def now() -> datetime:

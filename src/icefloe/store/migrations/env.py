@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from icefloe.store.models import Base
+from icefloe.store.orm import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata,

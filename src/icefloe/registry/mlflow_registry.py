@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,13 @@ from icefloe.config import Settings
 from icefloe.errors import ConflictError, NotFoundError
 from icefloe.home import create_file
 from icefloe.registry.lineage import LINEAGE_ARTIFACT, TAG_PREFIX, Lineage
-from icefloe.registry.refs import ModelRef, parse_model_ref, validate_alias, validate_model_name
+from icefloe.registry.refs import (
+    ModelRef,
+    name_filter,
+    parse_model_ref,
+    validate_alias,
+    validate_model_name,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,6 +46,30 @@ def quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+_store_lock = threading.Lock()
+_store_in_use: str | None = None
+
+
+def use_store(uri: str) -> None:
+    """Point MLflow's process-wide tracking and registry URIs at ``uri``, once per process.
+
+    MLflow keeps them in globals (and its fluent API, which training uses, reads them), so
+    they are set when the first registry of a process opens and again only if another store
+    is opened (a test or a tool with two homes), never per request.
+    """
+    global _store_in_use
+    with _store_lock:
+        if _store_in_use == uri:
+            return
+        import mlflow
+
+        if uri.startswith("sqlite:///"):
+            create_file(Path(uri.removeprefix("sqlite:///")))
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        _store_in_use = uri
+
+
 class ModelRegistry:
     """Registered models and their lineage, stored in MLflow.
 
@@ -52,10 +83,7 @@ class ModelRegistry:
         import mlflow
 
         self.uri = settings.resolved_mlflow_uri
-        if self.uri.startswith("sqlite:///"):
-            create_file(Path(self.uri.removeprefix("sqlite:///")))
-        mlflow.set_tracking_uri(self.uri)
-        mlflow.set_registry_uri(self.uri)
+        use_store(self.uri)
         self.client: MlflowClient = mlflow.MlflowClient(self.uri, self.uri)
 
     # -- runs -----------------------------------------------------------------------------
@@ -163,7 +191,7 @@ class ModelRegistry:
         out = []
         for rm in self.client.search_registered_models(max_results=1000):
             versions = [int(v.version) for v in self.client.search_model_versions(
-                f"name = '{rm.name}'")]
+                name_filter(rm.name))]
             out.append({
                 "name": rm.name,
                 "latest_version": max(versions) if versions else None,
@@ -176,7 +204,7 @@ class ModelRegistry:
         """All versions of a model, oldest first."""
         validate_model_name(name)
         self.resolve_model(name)
-        found = self.client.search_model_versions(f"name = '{name}'")
+        found = self.client.search_model_versions(name_filter(name))
         return sorted((self.describe(v) for v in found), key=lambda d: d["version"])
 
     def resolve_model(self, name: str) -> None:

@@ -28,7 +28,7 @@ from icefloe.serving.predictions import (
 )
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store.db import Database
-from icefloe.store.models import Build
+from icefloe.store.orm import Build
 
 ID = Field(max_length=64)
 CRN = Field(max_length=255)
@@ -93,13 +93,13 @@ def add_model_routes(router: APIRouter, db: Database, settings: Settings,
 
     @router.get("/models")
     def models() -> dict[str, Any]:
-        from icefloe.registry.store import ModelRegistry
+        from icefloe.registry.mlflow_registry import ModelRegistry
 
         return {"models": ModelRegistry(settings).list_models()}
 
     @router.get("/models/{name}/versions")
     def versions(name: str) -> dict[str, Any]:
-        from icefloe.registry.store import ModelRegistry
+        from icefloe.registry.mlflow_registry import ModelRegistry
 
         return {"versions": ModelRegistry(settings).versions(name)}
 
