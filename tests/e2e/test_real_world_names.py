@@ -16,19 +16,19 @@ from tests.integration.test_control_plane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 
-NUMBERS = ["mean radius", "x.y", "a-b", "größe", "1st", "select", "probability"]
+NUMBERS = ["mean radius", "x.y", "a-b", "größe", "1st", "select"]
 CATEGORY = "kind of thing"
 LABEL = "is it bad?"
 
 
-def _write_csv(path: Path, rows: int = 400) -> None:
+def _write_csv(path: Path, rows: int = 400, extra: tuple[str, ...] = ()) -> None:
     rng = random.Random(7)
     with path.open("w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
-        out.writerow([*NUMBERS, CATEGORY, LABEL])
+        out.writerow([*NUMBERS, *extra, CATEGORY, LABEL])
         for _ in range(rows):
             values = [rng.gauss(10, 2), rng.random(), rng.random(), rng.gauss(0, 1),
-                      rng.randint(0, 5), rng.random(), rng.random()]
+                      rng.randint(0, 5), rng.random(), *(rng.random() for _ in extra)]
             kind = rng.choice(["red", "green", "blue"])
             bad = values[0] + 3 * values[1] + (1.5 if kind == "red" else 0) \
                 + rng.gauss(0, 1) > 13
@@ -57,24 +57,27 @@ def test_spreadsheet_column_names_work_end_to_end(plane: ControlPlane, tmp_path:
     assert list(sql[0]) == ["mean radius", "x.y", "größe", "select", "kind of thing"]
 
     # "probability" is also the name of the model's own output inside Spark and ONNX.
-    refused = cli(plane, "train", "--table", "sheets.odd", "--label", LABEL, "--positive",
+    clash = tmp_path / "clash.csv"
+    _write_csv(clash, 100, extra=("probability",))
+    _ok(cli(plane, "table", "load", "sheets.clash", str(clash)))
+    refused = cli(plane, "train", "--table", "sheets.clash", "--label", LABEL, "--positive",
                   "yes", "--model", "clash", "--exclude", CATEGORY)
     assert refused.returncode != 0
     assert "internal error" not in refused.stderr and "'probability'" in refused.stderr
 
     base = json.loads(_ok(cli(plane, "train", "--table", "sheets.odd", "--label", LABEL,
                               "--positive", "yes", "--model", "odd", "--json",
-                              "--exclude", f"{CATEGORY},probability")))
-    assert base["lineage"]["features"] == NUMBERS[:-1]
+                              "--exclude", CATEGORY)))
+    assert base["lineage"]["features"] == NUMBERS
     assert base["metrics"]["onnx_parity_max_abs_diff"] <= 1e-5
     tree = json.loads(_ok(cli(plane, "train", "--table", "sheets.odd", "--label", LABEL,
                               "--positive", "yes", "--model", "odd", "--pipeline", "tree",
-                              "--nulls", "impute", "--exclude", "probability", "--json")))
+                              "--nulls", "impute", "--json")))
     assert tree["lineage"]["categorical_features"] == [CATEGORY]
     assert tree["metrics"]["auc"] > 0.7
 
     schema = json.loads(_ok(cli(plane, "model", "schema", "odd/2", "--json")))
-    assert [f["name"] for f in schema["input_schema"]["fields"]] == [*NUMBERS[:-1], CATEGORY]
+    assert [f["name"] for f in schema["input_schema"]["fields"]] == [*NUMBERS, CATEGORY]
     dep = json.loads(_ok(cli(plane, "model", "deploy", "odd/2", "--json")))
     record = {**schema["example_request"], "mean radius": 16.0, "x.y": 0.9, CATEGORY: "red"}
     model = plane.url.removesuffix("/api/v2") + "/model"

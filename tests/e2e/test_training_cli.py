@@ -31,7 +31,7 @@ def test_train_lineage_reproduce_rollback_fail_and_fix(tmp_path: Path) -> None:
     v1 = json.loads(trained.stdout)  # stdout holds the result alone; the steps are on stderr
     steps = [line.removeprefix("train: ") for line in trained.stderr.splitlines()
              if line.startswith("train: ")]
-    assert steps[0] == "loading Spark and MLflow" and len(steps) >= 5, trained.stderr
+    assert steps[0] == "starting Spark, loading MLflow" and len(steps) >= 5, trained.stderr
     assert steps.index("fit") < steps.index("register"), trained.stderr
     assert v1["version"] == 1 and v1["metrics"]["auc"] >= 0.65 and v1["parity"] <= 1e-5
     assert v1["lineage"]["snapshot_id"] == s1

@@ -10,10 +10,13 @@ subcommand are moved in front of it, and ``--json`` before it is moved to the su
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import typer
@@ -130,8 +133,36 @@ def place_global_options(args: list[str], root: Any) -> list[str]:
     return front + rest
 
 
+def _leave_now(code: int) -> None:
+    """End the process at once if this command started Spark; return otherwise.
+
+    Python's teardown after a Spark command frees every Py4J object one message to the JVM at
+    a time (about a second after training); the JVM ends by itself when this process does.
+    The command's work is complete here (results printed, commits made, background threads
+    joined), so the exit handlers run, the streams are flushed, and the process ends.
+    """
+    context = getattr(sys.modules.get("pyspark"), "SparkContext", None)
+    if context is None or getattr(context, "_active_spark_context", None) is None:
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI and exit with the right code."""
+    """Run the CLI and exit with the right code.
+
+    Args:
+        argv: The arguments (the process's own when None: then a command that started
+            Spark leaves without Python's teardown, see :func:`_leave_now`).
+    """
+    def leave(code: int) -> NoReturn:
+        if argv is None:
+            _leave_now(code)
+        sys.exit(code)
+
     command = typer.main.get_command(app)
     args = place_global_options(list(sys.argv[1:] if argv is None else argv), command)
     debug = "--debug" in args[:args.index("--")] if "--" in args else "--debug" in args
@@ -141,24 +172,24 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         error(exc.message)
-        sys.exit(exc.exit_code)
+        leave(exc.exit_code)
     except click.exceptions.Abort:
         err_console.print("aborted")
-        sys.exit(130)
+        leave(130)
     except _usage_errors() as exc:
         exc.show()  # type: ignore[attr-defined]
-        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        leave(exc.exit_code)  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         err_console.print("interrupted")
-        sys.exit(130)
+        leave(130)
     except Exception as exc:
         if debug:
             traceback.print_exc()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         error(f"internal error {type(exc).__name__}: {detail} "
               "(run with --debug for the traceback)")
-        sys.exit(1)
-    sys.exit(result if isinstance(result, int) else 0)
+        leave(1)
+    leave(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

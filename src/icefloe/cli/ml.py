@@ -63,11 +63,16 @@ def train(
         test_fraction=test_fraction,
         experiment=experiment,
     )
+    spec.validate()
     with steps("train") as step:
-        step("loading Spark and MLflow")
+        step("starting Spark, loading MLflow")
+        from icefloe.compute.spark import start_spark_session
+
+        # The JVM boots while this process imports and opens the stores.
+        starting = start_spark_session(settings, app_name=f"icefloe-train-{spec.model_name}")
         from icefloe.ml.train import train as run_training
 
-        result = run_training(spec, settings, on_step=step)
+        result = run_training(spec, settings, spark=starting, on_step=step)
     dropped = result.lineage.dropped_rows
     if dropped:
         note(f"{dropped:,} rows with a null label or number were dropped "

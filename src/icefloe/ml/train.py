@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from icefloe.compute.spark import SparkStart
 from icefloe.config import Settings, load_settings
 from icefloe.errors import ParityError, TrainingError
 from icefloe.lakehouse import Lakehouse
@@ -209,7 +210,7 @@ def train(
     spec: TrainSpec,
     settings: Settings | None = None,
     *,
-    spark: SparkSession | None = None,
+    spark: SparkSession | SparkStart | None = None,
     on_step: StepCallback | None = None,
 ) -> TrainResult:
     """Train, evaluate, compile and register a model on a table snapshot.
@@ -221,7 +222,9 @@ def train(
     Args:
         spec: What to train (table, label, features, pipeline, snapshot...).
         settings: icefloe settings; loaded from the environment if omitted.
-        spark: A session to use; one is started from the settings if omitted.
+        spark: A session to use, or one being started (:func:`~icefloe.compute.spark.
+            start_spark_session`, so a caller can start it before importing this module);
+            one is started from the settings if omitted.
         on_step: Called with each step's name as it starts (for progress display).
 
     Returns:
@@ -246,7 +249,7 @@ def train(
             features = resolve_features(schema, spec)
         except TrainingError as exc:  # recorded as a FAILED run below; no Spark needed
             features, unusable = FeatureSet((), ()), exc
-        starting = None
+        starting = spark if isinstance(spark, SparkStart) else None
         if spark is None and unusable is None:
             from icefloe.compute.spark import start_spark_session
 
@@ -272,7 +275,7 @@ def train(
         with timer.step("spark start"):
             if starting is not None:
                 spark = starting.result()
-        assert spark is not None
+        assert spark is not None and not isinstance(spark, SparkStart)
         from icefloe.compute.bridge import read_table
 
         with timer.step("read snapshot"):
