@@ -56,6 +56,7 @@ class Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(base_url=f"{self.url}/api/v2", headers=headers,
                                   timeout=timeout)
+        self.timeout = timeout
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -70,6 +71,9 @@ class Client:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise RemoteError(f"the control plane at {self.url} did not answer {method} {path} "
+                              f"within {self.timeout:g} s; it may still complete it") from exc
         except httpx.TransportError as exc:
             raise RemoteError(f"cannot reach the control plane at {self.url}: {exc}") from exc
         if response.status_code >= 400:

@@ -266,3 +266,22 @@ def test_a_restart_serves_exactly_what_was_recorded(platform: Platform) -> None:
         assert answered_by(after, moved_key, platform.record, wait=60) == second
     finally:
         after.close()
+
+
+def test_a_replica_the_system_cannot_start_fails_the_deployment_with_the_reason(
+        platform: Platform, supervisor: Supervisor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of processes or file descriptors: the deployment is FAILED naming the reason, not
+    left DEPLOYING with a 500 (the fault is injected where the supervisor spawns)."""
+    import errno
+
+    def no_more_files(*args: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(supervisor, "_spawn", no_more_files)
+    with pytest.raises(UnavailableError, match="Too many open files"):
+        deps.create_deployment(platform.db, supervisor, platform.builds[0])
+    with platform.db.session() as s:
+        last = s.scalars(select(Deployment).order_by(Deployment.created_at.desc())).first()
+    assert last is not None and last.status == deps.FAILED
+    assert "a replica could not be started: Too many open files" in last.reason
+    assert supervisor.replicas(last.id) == []

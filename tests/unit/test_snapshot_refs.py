@@ -91,3 +91,22 @@ def test_short_ids_are_the_shortest_unique_prefixes_of_six_digits_or_more() -> N
                                                        "2024"]
     for short, snap_id in ((s.short_id, s.snapshot_id) for s in history(_table())):
         assert find_snapshot(_table(), short).snapshot_id == snap_id  # each one resolves
+
+
+def test_short_ids_match_the_brute_force_answer_and_never_equal_a_tag_name() -> None:
+    import random
+
+    rng = random.Random(3)
+    ids = [rng.randrange(10**17, 10**18) for _ in range(300)]
+    ids += [int(str(ids[0])[:12] + "000000"), int(str(ids[1])[:16] + "00")]  # near twins
+    fast = short_ids(ids)
+    for i in ids:
+        others = [str(o) for o in ids if o != i]
+        text = str(i)
+        length = 6
+        while length < len(text) and any(o.startswith(text[:length]) for o in others):
+            length += 1
+        assert fast[i] == text[:length]
+    # A tag that is all digits wins over an id prefix, so a short id never spells one.
+    shown = short_ids([1234567890, 9876543210], names={"123456", "1234567"})
+    assert shown[1234567890] == "12345678" and shown[9876543210] == "987654"

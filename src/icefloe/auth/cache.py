@@ -93,7 +93,7 @@ class KeyCache:
         self._bad: dict[bytes, float] = {}
         self._lock = threading.Lock()
         self._generation = 0  # bumped when keys are forgotten: older lookups are not kept
-        self._lookups: dict[bytes, Future[Principal | None]] = {}
+        self._lookups: dict[tuple[bytes, int], Future[Principal | None]] = {}
         self._lookups_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="icefloe-keys")
 
@@ -145,13 +145,16 @@ class KeyCache:
 
     def _lookup(self, digest: bytes, presented: str) -> Future[Principal | None]:
         with self._lookups_lock:
-            future = self._lookups.get(digest)
+            # Keyed by generation too: a request after a revocation never shares a lookup
+            # that read the key before it.
+            key = (digest, self._generation)
+            future = self._lookups.get(key)
             if future is None:
                 if len(self._lookups) >= MAX_LOOKUPS:
                     raise UnavailableError("too many key checks are waiting for the platform "
                                            "database; try again")
-                future = self._pool.submit(self._look_up, digest, presented, self._generation)
-                self._lookups[digest] = future
+                future = self._pool.submit(self._look_up, digest, presented, key[1])
+                self._lookups[key] = future
         return future
 
     def _look_up(self, digest: bytes, presented: str, generation: int) -> Principal | None:
@@ -168,7 +171,7 @@ class KeyCache:
             return principal
         finally:
             with self._lookups_lock:
-                self._lookups.pop(digest, None)
+                self._lookups.pop((digest, generation), None)
 
     def _remember(self, digest: bytes, principal: Principal | None, generation: int) -> None:
         now = time.monotonic()

@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import os
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
@@ -96,6 +97,7 @@ def place_global_options(args: list[str], root: Any) -> list[str]:
     values (``--arguments --debug``) and anything after ``--`` are left alone."""
     front: list[str] = []
     rest: list[str] = []
+    end: int | None = None  # where a real `--` (not an option's value) starts in rest
     early_json = False
     command = root
     i = 0
@@ -105,6 +107,7 @@ def place_global_options(args: list[str], root: Any) -> list[str]:
         subcommands = getattr(command, "commands", None)
         own = _options(command)
         if word == "--":
+            end = len(rest)
             rest.extend(args[i:])
             break
         if name in GLOBAL_VALUED and (command is root or name not in own):
@@ -128,9 +131,25 @@ def place_global_options(args: list[str], root: Any) -> list[str]:
             rest.append(word)
         i += 1
     if early_json:
-        end = rest.index("--") if "--" in rest else len(rest)
-        rest.insert(end, "--json")
+        rest.insert(len(rest) if end is None else end, "--json")
     return front + rest
+
+
+def leading_globals(args: list[str]) -> list[str]:
+    """The global options at the front of a line :func:`place_global_options` arranged."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        name, eq, _ = args[i].partition("=")
+        if name in GLOBAL_VALUED:
+            taken = 1 if eq else 2
+        elif args[i] in GLOBAL_FLAGS:
+            taken = 1
+        else:
+            break
+        out.extend(args[i:i + taken])
+        i += taken
+    return out
 
 
 def _leave_now(code: int) -> None:
@@ -138,12 +157,17 @@ def _leave_now(code: int) -> None:
 
     Python's teardown after a Spark command frees every Py4J object one message to the JVM at
     a time (about a second after training); the JVM ends by itself when this process does.
-    The command's work is complete here (results printed, commits made, background threads
-    joined), so the exit handlers run, the streams are flushed, and the process ends.
+    Everything a normal exit does before that teardown is done first, in its order: other
+    threads are joined (and thread pools shut down, their queued work done), the exit
+    handlers run, the streams are flushed; then the process ends.
     """
     context = getattr(sys.modules.get("pyspark"), "SparkContext", None)
     if context is None or getattr(context, "_active_spark_context", None) is None:
         return
+    join_threads = getattr(threading, "_shutdown", None)  # what Python's own exit calls
+    if join_threads is None:
+        return  # an interpreter without it: leave the normal way
+    join_threads()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -165,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
 
     command = typer.main.get_command(app)
     args = place_global_options(list(sys.argv[1:] if argv is None else argv), command)
-    debug = "--debug" in args[:args.index("--")] if "--" in args else "--debug" in args
+    debug = "--debug" in leading_globals(args)
     try:
         result = command(args=args, prog_name="icefloe", standalone_mode=False)
     except IcefloeError as exc:

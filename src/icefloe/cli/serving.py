@@ -84,8 +84,8 @@ def deployments(url: str | None = URL, api_key: str | None = KEY,
 @deployment_app.command("stop")
 def deployment_stop(deployment_id: str, url: str | None = URL, api_key: str | None = KEY,
                     api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
-    """Stop serving a deployment."""
-    with connect(url, api_key, api_key_file) as client:
+    """Stop serving a deployment (after a redeploy of it that is under way)."""
+    with connect(url, api_key, api_key_file, timeout=DEPLOY_TIMEOUT) as client:
         dep = client.stop_deployment(deployment_id)
     if as_json:
         print_json(dep)

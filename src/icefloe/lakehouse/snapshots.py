@@ -61,15 +61,31 @@ def format_ms(ms: int) -> str:
     return text
 
 
-def short_ids(ids: Iterable[int]) -> dict[int, str]:
+def short_ids(ids: Iterable[int], names: Iterable[str] = ()) -> dict[int, str]:
     """Each id's shortest prefix of at least :data:`MIN_PREFIX` digits that no other id
-    starts with (the whole id when every shorter prefix is shared)."""
-    texts = [str(i) for i in ids]
+    starts with and that is not the name of a tag or branch (``names``), since a name wins
+    over a prefix; the whole id when no shorter prefix is unique.
+
+    Sorted, the ids sharing the longest prefix with an id are its neighbours, so this is
+    O(n log n) in the number of snapshots.
+    """
+    texts = sorted({str(i) for i in ids})
+    taken = set(names)
+
+    def common(a: str, b: str) -> int:
+        n = 0
+        for x, y in zip(a, b, strict=False):
+            if x != y:
+                break
+            n += 1
+        return n
+
     out: dict[int, str] = {}
-    for text in texts:
-        others = [o for o in texts if o != text]
-        length = MIN_PREFIX
-        while length < len(text) and any(o.startswith(text[:length]) for o in others):
+    for i, text in enumerate(texts):
+        shared = max(common(text, texts[i - 1]) if i > 0 else 0,
+                     common(text, texts[i + 1]) if i + 1 < len(texts) else 0)
+        length = min(len(text), max(MIN_PREFIX, shared + 1))
+        while length < len(text) and text[:length] in taken:
             length += 1
         out[int(text)] = text[:length]
     return out
@@ -97,11 +113,30 @@ def tags_by_snapshot(table: Table) -> dict[int, list[str]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def snapshot_info(table: Table, snap: Snapshot) -> SnapshotInfo:
+@dataclass(frozen=True)
+class _TableFacts:
+    """What describing a snapshot needs from the whole table, computed once per listing."""
+
+    current_id: int | None
+    ancestors: set[int]
+    tags: dict[int, list[str]]
+    short: dict[int, str]
+
+    @classmethod
+    def of(cls, table: Table) -> _TableFacts:
+        current = table.current_snapshot()
+        return cls(current_id=current.snapshot_id if current is not None else None,
+                   ancestors=_ancestor_ids(table), tags=tags_by_snapshot(table),
+                   short=short_ids((s.snapshot_id for s in table.metadata.snapshots),
+                                   table.metadata.refs))
+
+
+def snapshot_info(table: Table, snap: Snapshot, facts: _TableFacts | None = None
+                  ) -> SnapshotInfo:
     """Describe one snapshot of ``table``."""
+    facts = facts or _TableFacts.of(table)
     summary = snap.summary
     props = summary.additional_properties if summary is not None else {}
-    current = table.current_snapshot()
     return SnapshotInfo(
         snapshot_id=snap.snapshot_id,
         parent_id=snap.parent_snapshot_id,
@@ -110,17 +145,18 @@ def snapshot_info(table: Table, snap: Snapshot) -> SnapshotInfo:
         added_rows=_int_or_none(props.get("added-records")),
         total_rows=_int_or_none(props.get("total-records")),
         schema_id=snap.schema_id,
-        current=current is not None and current.snapshot_id == snap.snapshot_id,
-        in_current_lineage=snap.snapshot_id in _ancestor_ids(table),
-        tags=tags_by_snapshot(table).get(snap.snapshot_id, []),
-        short_id=short_ids(s.snapshot_id for s in table.metadata.snapshots)[snap.snapshot_id],
+        current=facts.current_id == snap.snapshot_id,
+        in_current_lineage=snap.snapshot_id in facts.ancestors,
+        tags=facts.tags.get(snap.snapshot_id, []),
+        short_id=facts.short.get(snap.snapshot_id, str(snap.snapshot_id)),
     )
 
 
 def history(table: Table) -> list[SnapshotInfo]:
     """Every snapshot the table keeps, oldest first (rolled-back ones included)."""
     snaps = sorted(table.metadata.snapshots, key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
-    return [snapshot_info(table, s) for s in snaps]
+    facts = _TableFacts.of(table)
+    return [snapshot_info(table, s, facts) for s in snaps]
 
 
 def parse_time(text: str) -> int:

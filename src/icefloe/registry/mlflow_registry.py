@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from icefloe.config import Settings
-from icefloe.errors import ConflictError, NotFoundError
+from icefloe.errors import ConflictError, InvalidNameError, NotFoundError
 from icefloe.home import create_file
 from icefloe.registry.lineage import LINEAGE_ARTIFACT, TAG_PREFIX, Lineage
 from icefloe.registry.refs import (
@@ -190,8 +190,13 @@ class ModelRegistry:
         """Registered models with their latest version and aliases."""
         out = []
         for rm in self.client.search_registered_models(max_results=1000):
-            versions = [int(v.version) for v in self.client.search_model_versions(
-                name_filter(rm.name))]
+            try:
+                query = name_filter(rm.name)
+            except InvalidNameError:  # registered in MLflow by other means: listed, not read
+                out.append({"name": rm.name, "latest_version": None, "versions": None,
+                            "aliases": {}})
+                continue
+            versions = [int(v.version) for v in self.client.search_model_versions(query)]
             out.append({
                 "name": rm.name,
                 "latest_version": max(versions) if versions else None,

@@ -31,7 +31,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from icefloe.auth.digests import access_key_hash as key_hash
-from icefloe.errors import ConflictError, UnavailableError
+from icefloe.errors import ConflictError, IcefloeError, UnavailableError
 from icefloe.serving.builds import READY
 from icefloe.serving.schema import example_request
 from icefloe.serving.supervisor import Supervisor
@@ -176,8 +176,10 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
     with _one_change_at_a_time(dep.id):
         try:
             ready = supervisor.start_replicas(dep.id, build_id, build_path, replicas)
-        except UnavailableError as exc:
-            _record_failure(db, dep.id, starting, actor, "deployment.create", exc.message,
+        except BaseException as exc:  # never left DEPLOYING: FAILED with whatever stopped it
+            reason = exc.message if isinstance(exc, IcefloeError) else \
+                f"starting the replicas failed: {type(exc).__name__}: {exc}"[:2000]
+            _record_failure(db, dep.id, starting, actor, "deployment.create", reason,
                             status=FAILED)
             raise
         try:
@@ -192,8 +194,14 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
             _record_failure(db, dep.id, starting, actor, "deployment.create",
                             f"recording the deployment failed: {exc}"[:2000], status=FAILED)
             raise
-        supervisor.serve(dep.id, dep.access_key_hash, dep.model_name, build_id, build_path,
-                         replicas=replicas, auth_enabled=auth_enabled, ready=ready)
+        try:
+            supervisor.serve(dep.id, dep.access_key_hash, dep.model_name, build_id, build_path,
+                             replicas=replicas, auth_enabled=auth_enabled, ready=ready)
+        except BaseException as exc:  # the control plane is closing (serve stopped `ready`):
+            # the access key is never shown, so the deployment must not come back at start.
+            _record_failure(db, dep.id, {"status": DEPLOYED}, actor, "deployment.create",
+                            f"serving the deployment failed: {exc}"[:2000], status=FAILED)
+            raise
     dep.status = DEPLOYED
     return dep, access_key
 

@@ -233,7 +233,11 @@ class Supervisor:
             for _ in range(count):
                 if self._stop.is_set():
                     raise ReplicaNotReady(f"{what}: the control plane is stopping")
-                replicas.append(self._spawn(build_id, build_path))
+                try:
+                    replicas.append(self._spawn(build_id, build_path))
+                except OSError as exc:  # no process or socket folder to be had (EMFILE, disk)
+                    raise ReplicaNotReady(f"{what}: a replica could not be started: "
+                                          f"{exc.strerror or exc}") from exc
                 self._set_pending(deployment_id, replicas)
             self._wait_ready(replicas, what)
         except BaseException:
