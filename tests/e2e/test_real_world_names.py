@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.integration.test_cli_control_plane import cli
-from tests.integration.test_control_plane import ControlPlane
+from tests.integration.test_control_plane import ControlPlane, running
 
 pytestmark = pytest.mark.e2e
 
@@ -37,10 +37,7 @@ def _write_csv(path: Path, rows: int = 400, extra: tuple[str, ...] = ()) -> None
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    cp = ControlPlane(tmp_path_factory.mktemp("names") / "home")
-    cp.start()
-    yield cp
-    cp.stop()
+    yield from running(tmp_path_factory.mktemp("names") / "home")
 
 
 def _ok(result) -> str:

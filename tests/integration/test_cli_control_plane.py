@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ICEFLOE
-from tests.integration.test_control_plane import ControlPlane
+from tests.integration.test_control_plane import ControlPlane, running
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
 TRAIN = (  # waits for the test to say go: the test sees the run RUNNING before it ends
@@ -33,10 +33,7 @@ SCRIPTS = {"train.py": TRAIN, "push.py": "print('pushed')\n",
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path_factory.mktemp("cli-cp") / "home")
-    plane.start()
-    yield plane
-    plane.stop()
+    yield from running(tmp_path_factory.mktemp("cli-cp") / "home")
 
 
 def _env(cp: ControlPlane, **extra: str) -> dict[str, str]:

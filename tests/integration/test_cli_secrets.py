@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ICEFLOE
-from tests.integration.test_control_plane import ControlPlane
+from tests.integration.test_control_plane import ControlPlane, running
 
 SECRET = "s3cret"
 SECRET_SCRIPT = (
@@ -23,10 +23,7 @@ SECRET_SCRIPT = (
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """One control plane for the module (each test uses projects of its own)."""
-    plane = ControlPlane(tmp_path_factory.mktemp("secrets") / "home")
-    plane.start()
-    yield plane
-    plane.stop()
+    yield from running(tmp_path_factory.mktemp("secrets") / "home")
 
 
 def icefloe(cp: ControlPlane, *args: str, stdin: str = "",

@@ -78,12 +78,19 @@ class ControlPlane(Server):
         raise AssertionError(f"job {job} did not run")
 
 
+def running(home: Path) -> Iterator[ControlPlane]:
+    """A started control plane in ``home``, stopped afterwards (for fixtures to yield from)."""
+    plane = ControlPlane(home)
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
 @pytest.fixture
 def cp(tmp_path: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path / "home")
-    plane.start()
-    yield plane
-    plane.stop()
+    yield from running(tmp_path / "home")
 
 
 def test_chain_runs_in_order_and_failure_stops_it(cp: ControlPlane) -> None:
