@@ -6,9 +6,10 @@ sources (nothing is run here):
 - every ``icefloe ...`` line of the README's code blocks, and every ``icefloe ...`` in its
   inline code, is resolved against the real command tree (a command or option the CLI does
   not have is an error), then looked for among the command lines the tests run (the string
-  lists passed to ``run_cli`` and the other helpers that run the real command): a test must
-  run the same command with at least the same options (the global ``--home``, ``--debug``
-  and ``--json`` aside, which any command takes);
+  lists of the modules that run the real command, through ``run_cli``, the helpers around it
+  or a process of their own): a test must run the same command with at least the same
+  options (the global ``--home``, ``--debug`` and ``--json`` aside, which any command
+  takes);
 - every REST route the README names (``METHOD /path`` in inline code, and ``curl`` lines)
   is looked for among the HTTP calls of the tests (``client.get(f"/projects/{p}")`` ...) and
   the SDK methods they call (each SDK method's route is read from ``icefloe/client.py``).
@@ -41,6 +42,9 @@ METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 ROOT_ROUTES = ("/model", "/model/batch", "/metrics")  # served outside /api/v2
 COMMAND = typer.main.get_command(app)
 UNKNOWN = None  # a token a test computes (a variable, a call): matches nothing
+# How a module runs the real command: the conftest helper, the suite's helpers around it, or
+# a process of its own. Command lists in other modules (e.g. argument parsing) do not count.
+RUNNERS = ("run_cli(", "cli(", "icefloe(", "subprocess.", "Popen(")
 
 
 # -- the command tree ----------------------------------------------------------------------
@@ -269,8 +273,11 @@ def _scan(path: Path) -> Source:
             verb, text = _rendered(sequence[0]), _rendered(sequence[1])
             if verb in METHODS and text and "/" in text:
                 requests.append((verb, text))
-    if "from icefloe.client import Client" not in path.read_text():
+    text = path.read_text()
+    if "from icefloe.client import Client" not in text:
         calls = set()  # a store or repo function of the same name is not the SDK's
+    if not any(runner in text for runner in RUNNERS):
+        commands = []  # lists of words in a module that never runs the command (parsing)
     return Source(str(path.relative_to(ROOT)), commands, requests, calls)
 
 
