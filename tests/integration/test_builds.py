@@ -35,7 +35,8 @@ def test_build_is_ready_self_tested_and_scores_like_batch_scoring(trained: Setti
     build = create_build(db, trained, "loan-default/1", "alice")
     assert build.status == "BUILD_READY" and build.parity <= 1e-5
     folder = Path(build.path)
-    assert {p.name for p in folder.iterdir()} == {"model.onnx", "schema.json", "manifest.json"}
+    assert {p.name for p in folder.iterdir()} == {"model.onnx", "schema.json", "manifest.json",
+                                                  "profile.json"}
     fields = {f["name"]: f for f in build.input_schema["fields"]}
     assert fields["home_ownership"]["kind"] == "string"
     assert set(fields["home_ownership"]["levels"]) == {"MORTGAGE", "RENT", "OWN", "OTHER"}
@@ -77,3 +78,42 @@ def test_failed_self_test_leaves_nothing(trained: Settings, monkeypatch) -> None
     assert build.status == "BUILD_FAILED" and "self-test" in build.reason
     assert build.path == "" and not any(
         (trained.home / "builds").iterdir())
+
+
+def test_training_keeps_a_reference_profile_that_travels_with_builds(trained: Settings) -> None:
+    from icefloe.monitoring.profile import PROFILE_ARTIFACT, ReferenceProfile
+    from icefloe.monitoring.reference import ALL_ROWS, TEST_ROWS
+    from icefloe.registry.mlflow_registry import ModelRegistry
+    from tests.conftest import run_cli
+
+    registry = ModelRegistry(trained)
+    lineage = registry.lineage("loan-default/1")
+    profile = registry.reference_profile("loan-default/1")
+    assert profile is not None and profile.scores_from == TEST_ROWS
+    assert (profile.table, profile.snapshot_id, profile.fingerprint) == (
+        lineage.table, lineage.snapshot_id, lineage.fingerprint)
+    assert list(profile.numeric) == lineage.numeric_features
+    assert list(profile.categorical) == lineage.categorical_features
+    assert profile.rows == lineage.row_count and profile.scores.rows == lineage.test_rows
+    for feature in profile.numeric.values():
+        assert sum(feature.counts) + feature.nulls == lineage.row_count
+    assert sum(profile.categorical["purpose"].frequencies.values()) + \
+        profile.categorical["purpose"].nulls == lineage.row_count
+
+    build = create_build(Database(trained.resolved_platform_db_url), trained, "loan-default/1")
+    kept = json.loads((Path(build.path) / builds.PROFILE_FILE).read_text())
+    assert ReferenceProfile.from_dict(kept) == profile
+    assert json.loads((Path(build.path) / "manifest.json").read_text())["profile"] == \
+        builds.PROFILE_FILE
+
+    # A version trained before profiles existed: the command makes one from its snapshot.
+    (stored,) = trained.home.rglob(PROFILE_ARTIFACT)
+    stored.unlink()
+    assert registry.reference_profile("loan-default/1") is None
+    shown = run_cli(["model", "profile", "loan-default/1", "--json"], trained.home, check=True)
+    made = json.loads(shown.stdout)
+    assert made["made_now"] is True and made["scores_from"] == ALL_ROWS
+    assert made["scores"]["rows"] == lineage.row_count
+    assert made["numeric"] == {k: v.__dict__ for k, v in profile.numeric.items()}
+    again = run_cli(["model", "profile", "loan-default/1"], trained.home, check=True)
+    assert "annual_inc" in again.stdout and "made now" not in again.stderr

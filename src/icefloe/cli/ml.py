@@ -14,7 +14,7 @@ from icefloe.cli.state import snapshot_ref, state
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 model_app = typer.Typer(help="Registered models: list, versions, show, alias, build, schema, "
-                             "deploy.", no_args_is_help=True)
+                             "profile, deploy.", no_args_is_help=True)
 
 
 def _columns(text: str | None) -> tuple[str, ...]:
@@ -268,6 +268,44 @@ def model_schema(ctx: typer.Context,
                title=f"input of {where}{info['model']}/{info['model_version']}")
     console.print("example request (icefloe predict --data, or \"request\" of POST /model):")
     console.print(json.dumps(info["example_request"], ensure_ascii=False), soft_wrap=True)
+
+
+@model_app.command("profile")
+def model_profile(ctx: typer.Context,
+                  ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
+                  rebuild: bool = typer.Option(
+                      False, "--rebuild", help="Make it again even if the version has one."),
+                  as_json: bool = JSON) -> None:
+    """Show the reference profile drift is measured against (made at training; made now,
+    from the training snapshot checked by fingerprint, for a version trained before)."""
+    settings = state(ctx).home_settings()
+    with steps("profile") as step:
+        step(f"reading the reference profile of {ref}")
+        from icefloe.monitoring.reference import profile_version
+
+        profile, made = profile_version(settings, ref, replace=rebuild)
+    if as_json:
+        print_json({"model": ref, "made_now": made, **profile.to_dict()})
+        return
+    rows: list[dict[str, Any]] = []
+    for name, num in profile.numeric.items():
+        rows.append({"feature": name, "kind": "number", "rows": num.rows,
+                     "null_share": f"{num.null_share:.3f}",
+                     "min": None if num.min is None else f"{num.min:.4g}",
+                     "max": None if num.max is None else f"{num.max:.4g}",
+                     "bins / categories": len(num.counts)})
+    for name, cat in profile.categorical.items():
+        top = ", ".join(list(cat.frequencies)[:5])
+        rows.append({"feature": name, "kind": "string", "rows": cat.rows,
+                     "null_share": f"{cat.null_share:.3f}", "min": None, "max": None,
+                     "bins / categories": f"{len(cat.frequencies)} ({top}"
+                                          f"{', ...' if len(cat.frequencies) > 5 else ''})"})
+    print_rows(rows, ["feature", "kind", "rows", "null_share", "min", "max",
+                      "bins / categories"],
+               title=f"reference profile of {ref}: {profile.table}@{profile.snapshot_id}")
+    scores = profile.scores
+    note(f"scores: {scores.rows:,} from {profile.scores_from}; fingerprint "
+         f"{profile.fingerprint}{' (made now)' if made else ''}")
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,8 @@ from icefloe.ml.pipelines import (
     to_model_columns,
 )
 from icefloe.ml.spec import FeatureSet, TrainSpec, resolve_features
+from icefloe.monitoring.profile import PROFILE_ARTIFACT
+from icefloe.monitoring.reference import profile_arrow
 from icefloe.records import jsonable
 from icefloe.registry.lineage import (
     LINEAGE_ARTIFACT,
@@ -50,6 +52,7 @@ from icefloe.registry.lineage import (
 from icefloe.registry.mlflow_registry import ModelRegistry
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import SparkSession
 
 PARITY_SAMPLES = 200
@@ -287,7 +290,7 @@ def train(
         try:
             result = _fit_evaluate_register(
                 spark, spec, settings, registry, run, timer, on_step, prepared, features,
-                original_columns, snap, rows.num_rows, data_fingerprint)
+                original_columns, snap, rows, data_fingerprint)
         finally:
             if prepared.source is not None:
                 prepared.source.unpersist()
@@ -297,7 +300,7 @@ def train(
 def _fit_evaluate_register(
     spark: SparkSession, spec: TrainSpec, settings: Settings, registry: ModelRegistry,
     run: Any, timer: _Timer, on_step: StepCallback | None, prepared: PreparedData,
-    features: FeatureSet, original_columns: list[str], snap: Any, row_count: int,
+    features: FeatureSet, original_columns: list[str], snap: Any, rows: pa.Table,
     data_fingerprint: str,
 ) -> TrainResult:
     import mlflow
@@ -353,8 +356,15 @@ def _fit_evaluate_register(
                        "rows_dropped_null_label": float(prepared.null_label_rows),
                        "rows_dropped_null_features": float(prepared.null_feature_rows),
                        "rows_null_category": float(prepared.null_category_rows)}
+            with timer.step("profile"):
+                # What drift is measured against later: the snapshot's features and the
+                # model's scores on the test rows, without reading the snapshot again.
+                profile = profile_arrow(rows, features, spark_probs, table=spec.table,
+                                        snapshot_id=snap.snapshot_id,
+                                        fingerprint=data_fingerprint)
             with timer.step("mlflow log"):
                 mlflow.log_metrics(metrics)
+                mlflow.log_dict(profile.to_dict(), PROFILE_ARTIFACT)
                 # Test rows with Spark's probabilities, for the self-test of every later build.
                 head = scored[list(features.all)].head(PARITY_SAMPLES)
                 mlflow.log_dict({"rows": jsonable(head.to_dict(orient="records")),
@@ -382,7 +392,7 @@ def _fit_evaluate_register(
                     snapshot_id=snap.snapshot_id,
                     snapshot_time=format_ms(snap.timestamp_ms),
                     schema_id=snap.schema_id,
-                    row_count=row_count,
+                    row_count=rows.num_rows,
                     fingerprint=data_fingerprint,
                     features=list(features.all),
                     numeric_features=list(features.numeric),

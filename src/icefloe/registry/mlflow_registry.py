@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from icefloe.monitoring.profile import ReferenceProfile
+
 ERROR_TAG = TAG_PREFIX + "error"
 
 
@@ -246,6 +248,33 @@ class ModelRegistry:
                     f"model {mv.name}/{mv.version} has no lineage (not trained by icefloe?)"
                 ) from exc
             return Lineage.from_dict(json.loads(Path(path).read_text()))
+
+    def reference_profile(self, ref: ModelRef | str) -> ReferenceProfile | None:
+        """The version's reference profile, or None for one trained before profiles."""
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from icefloe.monitoring.profile import PROFILE_ARTIFACT, ReferenceProfile
+
+        mv = self.resolve(ref)
+        if not mv.run_id:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=mv.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=tmp)
+            except (MlflowException, OSError):  # no such artifact: trained before profiles
+                return None
+            return ReferenceProfile.from_dict(json.loads(Path(path).read_text()))
+
+    def save_reference_profile(self, ref: ModelRef | str, profile: ReferenceProfile) -> None:
+        """Keep ``profile`` with the version (in its training run's artifacts)."""
+        from icefloe.monitoring.profile import PROFILE_ARTIFACT
+
+        mv = self.resolve(ref)
+        if not mv.run_id:
+            raise NotFoundError(f"model {mv.name}/{mv.version} has no training run")
+        self.client.log_dict(mv.run_id, profile.to_dict(), PROFILE_ARTIFACT)
 
     def onnx_bytes(self, ref: ModelRef | str) -> tuple[ModelVersion, bytes]:
         """The compiled ONNX model of a version."""

@@ -10,6 +10,7 @@ from icefloe.errors import FingerprintMismatchError
 from icefloe.lakehouse import Lakehouse
 from icefloe.lakehouse.files import write_file
 from icefloe.lakehouse.fingerprint import fingerprint
+from icefloe.registry.lineage import Lineage
 from icefloe.registry.mlflow_registry import ModelRegistry
 
 
@@ -25,11 +26,21 @@ def reproduce_training_data(settings: Settings, ref: str, output: str | Path) ->
     lineage = ModelRegistry(settings).lineage(ref)
     rows = Lakehouse(settings).read(lineage.table, snapshot_id=lineage.snapshot_id)
     found = fingerprint(rows)
-    if found != lineage.fingerprint:
-        raise FingerprintMismatchError(
-            f"rows of {lineage.table}@{lineage.snapshot_id} have fingerprint {found}, "
-            f"but {ref} was trained on {lineage.fingerprint}; nothing written"
-        )
+    check_fingerprint(lineage, found, ref, "nothing written")
     path = write_file(rows, output)
     return {"model": ref, "table": lineage.table, "snapshot_id": lineage.snapshot_id,
             "rows": rows.num_rows, "fingerprint": found, "matches": True, "output": str(path)}
+
+
+def check_fingerprint(lineage: Lineage, found: str, ref: str = "the model",
+                      consequence: str = "refused") -> None:
+    """Raise unless ``found`` is the fingerprint the model's training data had.
+
+    Raises:
+        FingerprintMismatchError: Naming the snapshot and both fingerprints.
+    """
+    if found != lineage.fingerprint:
+        raise FingerprintMismatchError(
+            f"rows of {lineage.table}@{lineage.snapshot_id} have fingerprint {found}, "
+            f"but {ref} was trained on {lineage.fingerprint}; {consequence}"
+        )

@@ -28,6 +28,7 @@ from icefloe.store.orm import Build
 from icefloe.timefmt import iso_utc
 
 BUILDING, READY, FAILED = "BUILDING", "BUILD_READY", "BUILD_FAILED"
+PROFILE_FILE = "profile.json"  # the version's reference profile, when it has one
 
 
 def schema_from_onnx(model_bytes: bytes, lineage: Lineage) -> InputSchema:
@@ -90,10 +91,16 @@ def create_build(db: Database, settings: Settings, ref: str, created_by: str = "
                               f"by {diff:.3g} (limit {PARITY_LIMIT:g})")
         (staging / "model.onnx").write_bytes(onnx_bytes)
         (staging / "schema.json").write_text(json.dumps(schema.to_dict(), indent=2))
+        # The reference drift is measured against travels with the build (a version trained
+        # before profiles has none until `icefloe model profile` makes it).
+        profile = registry.reference_profile(f"{mv.name}/{mv.version}")
+        if profile is not None:
+            (staging / PROFILE_FILE).write_text(json.dumps(profile.to_dict()))
         digest = checksum(staging)
         (staging / "manifest.json").write_text(json.dumps(
             {"build": build_id, "model": mv.name, "version": int(mv.version),
-             "checksum": digest, "parity": diff, "lineage": lineage.to_dict()}, indent=2))
+             "checksum": digest, "parity": diff, "lineage": lineage.to_dict(),
+             "profile": PROFILE_FILE if profile is not None else None}, indent=2))
         final = root / build_id
         staging.rename(final)  # the artifact appears whole or not at all
     except IcefloeError as exc:

@@ -1,0 +1,1 @@
+"""Model monitoring: reference profiles of training data and scores, drift statistics."""
