@@ -25,6 +25,7 @@ import typer
 from icefloe.cli import data as data_cli
 from icefloe.cli import jobs as jobs_cli
 from icefloe.cli import ml as ml_cli
+from icefloe.cli import monitor as monitor_cli
 from icefloe.cli import server as server_cli
 from icefloe.cli import serving as serving_cli
 from icefloe.cli import system as system_cli
@@ -56,6 +57,7 @@ def _root(
 
 app.add_typer(table_cli.app, name="table")
 app.add_typer(data_cli.app, name="data")
+app.add_typer(monitor_cli.app, name="monitor")
 system_cli.register(app)
 ml_cli.register(app)
 server_cli.register(app)

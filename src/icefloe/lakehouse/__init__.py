@@ -11,7 +11,7 @@ Use :class:`Lakehouse` from Python::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -107,8 +107,10 @@ class Lakehouse:
         evolve: bool = False,
         properties: dict[str, str] | None = None,
         table_properties: dict[str, str] | None = None,
+        replacing: tuple[str, Sequence[str]] | None = None,
     ) -> WriteResult:
-        """Create, append to or overwrite a table in one commit (see ``tables.write_arrow``)."""
+        """Create, append to or overwrite a table in one commit (see ``tables.write_arrow``;
+        ``replacing`` deletes rows by key in the same commit)."""
         return _tables.write_arrow(
             self.catalog,
             name,
@@ -117,6 +119,7 @@ class Lakehouse:
             evolve=evolve,
             properties=properties,
             table_properties=table_properties,
+            replacing=replacing,
         )
 
     def drop(self, name: str, *, purge: bool = True) -> None:

@@ -8,6 +8,7 @@ tell whether the earlier attempt landed, which makes concurrent appends exactly-
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import pyarrow as pa
@@ -73,6 +74,7 @@ def write_arrow(
     evolve: bool = False,
     properties: dict[str, str] | None = None,
     table_properties: dict[str, str] | None = None,
+    replacing: tuple[str, Sequence[str]] | None = None,
 ) -> WriteResult:
     """Write an Arrow table to an Iceberg table in one commit.
 
@@ -85,6 +87,9 @@ def write_arrow(
         evolve: Add new columns by name and widen compatible types instead of refusing.
         properties: Extra snapshot summary properties (e.g. the source file).
         table_properties: Table properties set when the table is created.
+        replacing: ``(column, values)``: with ``append``, rows whose ``column`` holds one of
+            ``values`` are deleted in the same commit, so rows can be replaced by key (an
+            upsert whose keys the caller knows); a reader sees the old rows or the new ones.
 
     Returns:
         The snapshot the write created.
@@ -115,6 +120,12 @@ def write_arrow(
                 with tx.update_schema() as update:
                     update.union_by_name(evolution_schema(table.schema(), data.schema, plan))
             fitted = cast_to_table(data, tx.table_metadata.schema(), str(tname))
+            if replacing is not None and replacing[1] and mode == "append":
+                from pyiceberg.expressions import In
+
+                # In(term, literals) at run time; its pydantic stub misleads mypy.
+                keys = In(replacing[0], list(replacing[1]))  # type: ignore[call-arg,arg-type]
+                tx.delete(keys, snapshot_properties=properties or {})
             if mode == "append":
                 tx.append(fitted, snapshot_properties=summary)
             else:
