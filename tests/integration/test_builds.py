@@ -81,7 +81,7 @@ def test_failed_self_test_leaves_nothing(trained: Settings, monkeypatch) -> None
 
 
 def test_training_keeps_a_reference_profile_that_travels_with_builds(trained: Settings) -> None:
-    from icefloe.monitoring.profile import PROFILE_ARTIFACT, ReferenceProfile
+    from icefloe.monitoring.profile import PROFILE_ARTIFACT, PROFILE_FILE, ReferenceProfile
     from icefloe.monitoring.reference import ALL_ROWS, TEST_ROWS
     from icefloe.registry.mlflow_registry import ModelRegistry
     from tests.conftest import run_cli
@@ -101,10 +101,10 @@ def test_training_keeps_a_reference_profile_that_travels_with_builds(trained: Se
         profile.categorical["purpose"].nulls == lineage.row_count
 
     build = create_build(Database(trained.resolved_platform_db_url), trained, "loan-default/1")
-    kept = json.loads((Path(build.path) / builds.PROFILE_FILE).read_text())
+    kept = json.loads((Path(build.path) / PROFILE_FILE).read_text())
     assert ReferenceProfile.from_dict(kept) == profile
     assert json.loads((Path(build.path) / "manifest.json").read_text())["profile"] == \
-        builds.PROFILE_FILE
+        PROFILE_FILE
 
     # A version trained before profiles existed: the command makes one from its snapshot.
     (stored,) = trained.home.rglob(PROFILE_ARTIFACT)

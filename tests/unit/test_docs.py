@@ -106,7 +106,13 @@ def resolve(tokens: list[str | None]) -> Invocation:
             elif name != "--help":
                 problems.append(f"{' '.join(('icefloe', *path))} has no option {name}")
         elif subcommands is not None:
-            if word in subcommands:
+            # `icefloe monitor DEP` is `icefloe monitor show DEP`
+            default = getattr(command, "default_command", None)
+            if word not in subcommands and default in subcommands:
+                command = subcommands[default]
+                path.append(default)
+                i -= 1  # the word is the default command's argument
+            elif word in subcommands:
                 command = subcommands[word]
                 path.append(word)
             else:

@@ -27,7 +27,8 @@ import numpy as np
 
 from icefloe.errors import InvalidInputError
 
-PROFILE_ARTIFACT = "reference_profile.json"
+PROFILE_ARTIFACT = "reference_profile.json"  # in the training run's artifacts
+PROFILE_FILE = "profile.json"  # inside a build
 FORMAT = 1
 BINS = 20
 MAX_CATEGORIES = 100

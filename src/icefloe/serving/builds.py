@@ -18,6 +18,7 @@ from icefloe.config import Settings
 from icefloe.errors import IcefloeError, ParityError
 from icefloe.ml.onnx import PARITY_LIMIT, OnnxScorer, parity
 from icefloe.ml.spec import FeatureSet
+from icefloe.monitoring.profile import PROFILE_FILE
 from icefloe.registry.lineage import PARITY_SAMPLES_ARTIFACT, Lineage
 from icefloe.registry.mlflow_registry import ModelRegistry
 from icefloe.serving.schema import FieldSpec, InputSchema, example_request
@@ -28,7 +29,6 @@ from icefloe.store.orm import Build
 from icefloe.timefmt import iso_utc
 
 BUILDING, READY, FAILED = "BUILDING", "BUILD_READY", "BUILD_FAILED"
-PROFILE_FILE = "profile.json"  # the version's reference profile, when it has one
 
 
 def schema_from_onnx(model_bytes: bytes, lineage: Lineage) -> InputSchema:
