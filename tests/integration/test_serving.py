@@ -443,3 +443,42 @@ def test_model_keeps_answering_while_another_process_holds_the_database(
     assert [r.status_code for r in first_use] == [200], first_use
     logged = served.client.get("/metrics", params={"model_deployment_crn": dep["id"]})
     assert sorted(m["predictionUuid"] for m in logged.json()["metrics"]) == sorted(answers)
+
+
+CML_SCRIPT = """
+import json, sys, time
+import icefloe.cdsw as cdsw   # the only line that differs from a CML script
+
+access_key, deployment, row = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+start = int(time.time() * 1000)
+answer = cdsw.call_model(access_key, row)
+uuid = answer["response"]["uuid"]
+cdsw.track_delayed_metrics({"final_label": 1}, uuid)
+end = int(time.time() * 1000)
+cdsw.track_aggregate_metrics({"accuracy": 1.0}, start, end, model_deployment_crn=deployment)
+rows = cdsw.read_metrics(model_crn="loan-default", model_deployment_crn=deployment,
+                         start_timestamp_ms=start)["metrics"]
+mine = [r for r in rows if r["predictionUuid"] == uuid]
+aggregates = [r for r in rows if r["predictionUuid"] is None]
+try:
+    cdsw.read_metrics(model_crn="loan-default")
+    named = ""
+except Exception as exc:
+    named = str(exc)
+print(json.dumps({"final_label": mine[0]["metrics"]["final_label"] if mine else None,
+                  "aggregates": [a["metrics"] for a in aggregates], "named": named}))
+"""
+
+
+def test_a_script_written_for_cml_runs_with_its_import_changed(served: Server) -> None:
+    dep = _deploy(served, _build(served), 1)
+    env = {**os.environ, "ICEFLOE_URL": served.url.removesuffix("/api/v2"),
+           "ICEFLOE_API_KEY": served.key}
+    done = subprocess.run([sys.executable, "-c", CML_SCRIPT, dep["access_key"], dep["id"],
+                           json.dumps(ROW)], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["final_label"] == 1 and {"accuracy": 1.0} in seen["aggregates"]
+    assert "needs model_deployment_crn" in seen["named"]
+    served.client.post(f"/models/deployments/{dep['id']}:stop")
