@@ -172,3 +172,19 @@ def test_the_cli_shows_a_window_and_names_what_is_wrong(served: Served) -> None:
     assert bad.returncode != 0 and "window 'soon'" in bad.stderr
     missing = run_cli(["monitor", "no-such-deployment"], home)
     assert missing.returncode != 0 and "'no-such-deployment' does not exist" in missing.stderr
+
+
+def test_the_html_report_is_written_whole_and_stands_alone(served: Served, tmp_path) -> None:
+    home = served.settings.home
+    page = tmp_path / "report.html"
+    made = run_cli(["monitor", "report", served.deployment, "--output", str(page),
+                    "--window", "5000"], home, check=True)  # the tests' calls are in the past
+    assert f"wrote {page}" in made.stderr and "4,400 predictions" in made.stderr
+    text = page.read_text()
+    assert text.count("<svg") == 3 and "accuracy and label coverage" in text
+    assert "dti (PSI)" in text and "lending.loans@" in text
+    assert "<script" not in text and "https://" not in text and "http://" not in text
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no partial file left
+    refused = run_cli(["monitor", "report", served.deployment, "--output",
+                       str(tmp_path / "r.pdf")], home)
+    assert refused.returncode != 0 and "must be an .html file" in refused.stderr

@@ -3,12 +3,14 @@ table. ``icefloe monitor DEPLOYMENT`` is short for ``icefloe monitor show DEPLOY
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from icefloe.cli.output import print_json, print_rows, steps, success
+from icefloe.errors import InvalidInputError
 
 
 class _ShowByDefault(TyperGroup):
@@ -69,6 +71,43 @@ def show(ctx: typer.Context,
         print_rows([{"metric": k, "value": v} for k, v in agg["metrics"].items()],
                    ["metric", "value"],
                    title=f"aggregate metrics {agg['start_ms']}..{agg['end_ms']}")
+
+
+@app.command("report")
+def report(ctx: typer.Context,
+           deployment: str = typer.Argument(..., metavar="DEPLOYMENT"),
+           output: Path = typer.Option(..., "--output", "-o", help="The HTML file to write."),
+           window: str = typer.Option("7d", "--window", "-w",
+                                      help="30m, 1h, 7d (ending now) or 500 (the last 500)."),
+           min_samples: int = typer.Option(100, "--min-samples", min=1),
+           as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")
+           ) -> None:
+    """Write a self-contained HTML report of a deployment's window.
+
+    Accuracy and label coverage over time, latency, drift per feature against the training
+    data with the PSI levels drawn, and every figure; no script or asset from anywhere."""
+    from icefloe.cli.state import state
+
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise InvalidInputError(f"--output {output} must be an .html file")
+    settings = state(ctx).home_settings()
+    with steps("monitor report") as step:
+        step("exporting the prediction log, reading the window")
+        from icefloe.monitoring.monitor import report_deployment
+        from icefloe.store.db import Database
+
+        db = Database(settings.resolved_platform_db_url)
+        try:
+            result = report_deployment(db, state(ctx).lakehouse, deployment, output, window,
+                                       min_samples=min_samples)
+        finally:
+            db.dispose()
+    if as_json:
+        print_json({"output": str(output), **result})
+        return
+    requests = next(f["value"] for f in result["figures"] if f["metric"] == "requests")
+    success(f"wrote {output}: deployment {deployment}, window {result['window']}, "
+            f"{int(requests or 0):,} predictions")
 
 
 @app.command("export")

@@ -44,6 +44,27 @@ def monitor_deployment(db: Database, lakehouse: Lakehouse, deployment_id: str,
         NotFoundError: No such deployment.
         InvalidInputError: A window that is not ``30m``/``1h``/``7d`` or a count.
     """
+    return _measure(db, lakehouse, deployment_id, window, min_samples, record, now_ms)[0]
+
+
+def report_deployment(db: Database, lakehouse: Lakehouse, deployment_id: str, output: Path,
+                      window: str = "7d", *, min_samples: int = MIN_SAMPLES,
+                      now_ms: int | None = None) -> dict[str, Any]:
+    """Write the self-contained HTML report of a deployment's window to ``output`` (whole
+    or not at all); returns the figures it shows."""
+    from icefloe.monitoring.report import over_time, render
+
+    result, rows = _measure(db, lakehouse, deployment_id, window, min_samples, True, now_ms)
+    page = render(result, over_time(rows, result["start_ms"], result["end_ms"]))
+    partial = output.with_name(f".{output.name}.partial")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(output)
+    return result
+
+
+def _measure(db: Database, lakehouse: Lakehouse, deployment_id: str, window: str,
+             min_samples: int, record: bool, now_ms: int | None
+             ) -> tuple[dict[str, Any], pa.Table]:
     span = parse_window(window)
     with db.session() as s:
         dep = repo.get_deployment(s, deployment_id)
@@ -69,7 +90,7 @@ def monitor_deployment(db: Database, lakehouse: Lakehouse, deployment_id: str,
     }
     if record and figures:
         _record(lakehouse, result)
-    return result
+    return result, rows
 
 
 def _window_rows(lakehouse: Lakehouse, deployment_id: str, end: int, span_ms: int | None,
