@@ -328,6 +328,40 @@ class Client:
             "metrics": metrics, "start_timestamp_ms": start_timestamp_ms,
             "end_timestamp_ms": end_timestamp_ms, "model_deployment_crn": model_deployment_crn})
 
+    def monitoring(self, deployment_id: str, window: str = "1h",
+                   min_samples: int = 100) -> dict[str, Any]:
+        """A deployment's figures over a window (``30m``, ``1h``, ``7d`` or ``500``)."""
+        return self._call("GET", f"/models/deployments/{deployment_id}/monitoring",
+                          params={"window": window, "min_samples": min_samples})
+
+    def create_rule(self, deployment_id: str, *, metric: str, comparison: str,
+                    threshold: float, target: str, secret: str, feature: str = "",
+                    window: str = "1h", min_samples: int = 100, cooldown_s: int = 0,
+                    channel: str = "webhook") -> dict[str, Any]:
+        """An alert rule on one figure; ``target`` is the webhook URL, ``secret`` signs it."""
+        return self._call("POST", f"/models/deployments/{deployment_id}/rules", json={
+            "metric": metric, "comparison": comparison, "threshold": threshold,
+            "feature": feature, "window": window, "min_samples": min_samples,
+            "cooldown_s": cooldown_s, "channel": channel, "target": target,
+            "secret": secret})
+
+    def rules(self, deployment_id: str) -> list[dict[str, Any]]:
+        """A deployment's alert rules with their state."""
+        return list(self._call("GET", f"/models/deployments/{deployment_id}/rules")["rules"])
+
+    def evaluate_rules(self, deployment_id: str) -> list[dict[str, Any]]:
+        """Evaluate a deployment's rules now; returns the state changes (each notified)."""
+        return list(self._call("POST",
+                               f"/models/deployments/{deployment_id}/rules:evaluate")["changes"])
+
+    def rule_events(self, rule_id: str) -> list[dict[str, Any]]:
+        """A rule's state changes and their deliveries."""
+        return list(self._call("GET", f"/rules/{rule_id}/events")["events"])
+
+    def delete_rule(self, rule_id: str) -> None:
+        """Delete a rule and its history."""
+        self._call("DELETE", f"/rules/{rule_id}")
+
     def read_metrics(self, model_deployment_crn: str, start_timestamp_ms: int = 0,
                      end_timestamp_ms: int | None = None) -> dict[str, Any]:
         """Predictions of a deployment in a window, joined to their delayed metrics."""

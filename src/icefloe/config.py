@@ -46,6 +46,10 @@ class Settings:
         max_body_bytes: Largest REST request body accepted (model calls have their own).
         auth_failures_per_minute: Refused requests from one address within a minute before
             it is answered 429 (0: never).
+        webhook_allowlist: Hosts and networks (``hooks.internal``, ``10.1.0.0/16``) alert
+            webhooks may reach although they are loopback, private or link-local.
+        monitor_interval: Seconds between evaluations of the alert rules by the control
+            plane (0: only on demand).
     """
 
     home: Path = Path(".icefloe")
@@ -67,6 +71,8 @@ class Settings:
     allow_root_jobs: bool = False
     max_body_bytes: int = 1024 * 1024
     auth_failures_per_minute: int = 60
+    webhook_allowlist: str = ""
+    monitor_interval: int = 60
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

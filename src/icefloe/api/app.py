@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 
 from icefloe.api.admin import add_admin_routes
 from icefloe.api.limits import BodyLimits
+from icefloe.api.monitoring import add_monitoring_routes
 from icefloe.api.projects import add_project_routes
 from icefloe.api.prometheus import MetricsMiddleware, RequestMetrics
 from icefloe.api.serving import add_model_routes, document_model_calls
@@ -28,6 +29,7 @@ from icefloe.config import Settings
 from icefloe.errors import IcefloeError, InvalidInputError, NotFoundError
 from icefloe.home import prepare_home
 from icefloe.jobs.runner import Runner
+from icefloe.monitoring.alerts import Evaluator
 from icefloe.serving.deployments import restore
 from icefloe.serving.gateway import ModelGateway
 from icefloe.serving.predictions import PredictionLog
@@ -60,10 +62,13 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     metrics = RequestMetrics()
     metrics.gauges.append(lambda: serving_gauges(supervisor, predictions))
 
+    evaluator = Evaluator(database, settings, settings.monitor_interval if start_runner else 0)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if start_runner:
             the_runner.start()
+        evaluator.start()
         restore(database, supervisor)
         # Startup objects (modules, routes, ORM metadata) live as long as the process: keep
         # them out of the collector's way, so full collections stay short under load.
@@ -72,6 +77,7 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
         yield
         if start_runner:
             the_runner.shutdown()
+        evaluator.stop()
         supervisor.close()
         predictions.close()  # every answered prediction is written before we exit
 
@@ -125,6 +131,7 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     add_project_routes(router, database, settings, the_runner)
     add_admin_routes(router, database, keys)
     add_model_routes(router, database, settings, supervisor, predictions)
+    add_monitoring_routes(router, database, settings)
     app.include_router(router)
 
     @app.get("/metrics", response_class=PlainTextResponse)

@@ -10,6 +10,8 @@ import typer
 from typer.core import TyperGroup
 
 from icefloe.cli.output import print_json, print_rows, steps, success
+from icefloe.cli.remote import JSON, KEY, KEY_FILE, URL, connect
+from icefloe.cli.secrets import SecretSource, resolve_secret
 from icefloe.errors import InvalidInputError
 
 
@@ -137,3 +139,104 @@ def export(ctx: typer.Context,
         return
     success(f"{result.table}: {result.added:,} predictions added, {result.truth_updated:,} "
             f"given their ground truth; {result.rows:,} rows")
+
+
+rule_app = typer.Typer(help="Alert rules on a deployment's figures (webhooks, signed).",
+                       no_args_is_help=True)
+app.add_typer(rule_app, name="rule")
+SECRET = SecretSource("webhook secret", "--secret", "--secret-file", "ICEFLOE_WEBHOOK_SECRET")
+RULE_COLUMNS = ["id", "metric", "feature", "comparison", "threshold", "window", "state",
+                "last_value", "last_samples", "target"]
+
+
+@rule_app.command("create")
+def rule_create(
+    deployment: str = typer.Argument(..., metavar="DEPLOYMENT"),
+    metric: str = typer.Option(..., "--metric", help="psi, ks, js_distance, unseen_share, "
+                               "null_share (with --feature), accuracy, auc, f1, "
+                               "prediction_psi, latency_p99_ms, ..."),
+    feature: str = typer.Option("", "--feature", help="The feature of a per-feature metric."),
+    above: float | None = typer.Option(None, "--above", help="Fire when the value is above."),
+    below: float | None = typer.Option(None, "--below", help="Fire when the value is below."),
+    window: str = typer.Option("1h", "--window", "-w", help="30m, 1h, 7d or 500."),
+    min_samples: int = typer.Option(100, "--min-samples", min=1),
+    cooldown: int = typer.Option(0, "--cooldown", min=0, help="Seconds a state lasts at least."),
+    webhook: str = typer.Option(..., "--webhook", help="http(s) URL that receives the changes."),
+    secret: str | None = typer.Option(None, "--secret", metavar="-",
+                                      help="- reads the signing secret from stdin."),
+    secret_file: Path | None = typer.Option(None, "--secret-file", metavar="PATH",
+                                            help="Read the signing secret from this file."),
+    url: str | None = URL, api_key: str | None = KEY, api_key_file: Path | None = KEY_FILE,
+    as_json: bool = JSON,
+) -> None:
+    """Alert when a figure of a deployment crosses a threshold; each change of state (FIRING,
+    RESOLVED) is POSTed to the webhook once, signed with HMAC-SHA256."""
+    if (above is None) == (below is None):
+        raise InvalidInputError("give exactly one of --above X or --below X")
+    signing = resolve_secret(SECRET, secret, secret_file, required=True)
+    assert signing is not None
+    with connect(url, api_key, api_key_file) as client:
+        rule = client.create_rule(
+            deployment, metric=metric, feature=feature,
+            comparison=">" if above is not None else "<",
+            threshold=above if above is not None else float(below or 0.0), target=webhook,
+            secret=signing, window=window, min_samples=min_samples, cooldown_s=cooldown)
+    if as_json:
+        print_json(rule)
+    else:
+        success(f"rule {rule['id']}: {metric}{f' of {feature}' if feature else ''} "
+                f"{rule['comparison']} {rule['threshold']:g} over {window} -> {webhook}")
+
+
+@rule_app.command("list")
+def rule_list(deployment: str = typer.Argument(..., metavar="DEPLOYMENT"),
+              url: str | None = URL, api_key: str | None = KEY,
+              api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
+    """A deployment's rules and their state."""
+    with connect(url, api_key, api_key_file) as client:
+        rows = client.rules(deployment)
+    if as_json:
+        print_json(rows)
+    else:
+        print_rows(rows, RULE_COLUMNS, title=f"alert rules of {deployment}")
+
+
+@rule_app.command("events")
+def rule_events(rule_id: str = typer.Argument(..., metavar="RULE"),
+                url: str | None = URL, api_key: str | None = KEY,
+                api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
+    """A rule's state changes and whether each was delivered."""
+    with connect(url, api_key, api_key_file) as client:
+        rows = client.rule_events(rule_id)
+    if as_json:
+        print_json(rows)
+    else:
+        print_rows(rows, ["id", "at", "from", "to", "value", "samples", "delivered",
+                          "attempts", "error"], title=f"rule {rule_id}")
+
+
+@rule_app.command("delete")
+def rule_delete(rule_id: str = typer.Argument(..., metavar="RULE"),
+                url: str | None = URL, api_key: str | None = KEY,
+                api_key_file: Path | None = KEY_FILE) -> None:
+    """Delete a rule and its history."""
+    with connect(url, api_key, api_key_file) as client:
+        client.delete_rule(rule_id)
+    success(f"rule {rule_id} deleted")
+
+
+@app.command("evaluate")
+def evaluate(deployment: str = typer.Argument(..., metavar="DEPLOYMENT"),
+             url: str | None = URL, api_key: str | None = KEY,
+             api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
+    """Evaluate a deployment's rules now (the control plane also does every
+    monitor_interval seconds); prints the changes, each notified once."""
+    with connect(url, api_key, api_key_file, timeout=300.0) as client:
+        changes = client.evaluate_rules(deployment)
+    if as_json:
+        print_json(changes)
+    elif changes:
+        print_rows(changes, ["rule", "from", "to", "value", "samples"],
+                   title=f"changes of {deployment}'s rules")
+    else:
+        success(f"no rule of {deployment} changed state")

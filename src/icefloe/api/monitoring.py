@@ -1,0 +1,88 @@
+"""Monitoring routes under /api/v2: a deployment's window of figures, alert rules and their
+state changes. Viewers may read; changing rules needs an editor (the middleware's rule)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from icefloe.auth.middleware import actor
+from icefloe.config import Settings
+from icefloe.monitoring import alerts
+from icefloe.monitoring.rules import MAX_COOLDOWN_S, RuleSpec
+from icefloe.store.db import Database
+
+if TYPE_CHECKING:
+    from icefloe.lakehouse import Lakehouse
+
+WINDOW = Query("1h", max_length=16, description="30m, 1h, 7d (ending now) or 500 (the last)")
+
+
+class RuleIn(BaseModel):
+    """An alert rule on one figure of a deployment's window."""
+
+    metric: str = Field(max_length=64)
+    feature: str = Field("", max_length=255)
+    comparison: str = Field(max_length=2, description=">, >=, < or <=")
+    threshold: float
+    window: str = Field("1h", max_length=16)
+    min_samples: int = Field(100, ge=1, le=10_000_000)
+    cooldown_s: int = Field(0, ge=0, le=MAX_COOLDOWN_S)
+    channel: str = Field("webhook", max_length=16)
+    target: str = Field(max_length=2048, description="the webhook URL")
+    secret: str = Field(min_length=alerts.MIN_SECRET, max_length=1024,
+                        description="signs each delivery (HMAC-SHA256); never returned")
+
+
+def add_monitoring_routes(router: APIRouter, db: Database, settings: Settings) -> None:
+    """Register the monitoring and alert routes on the /api/v2 router."""
+    opened: list[Lakehouse] = []
+    lock = threading.Lock()
+
+    def lakehouse() -> Lakehouse:
+        with lock:  # opened on first use: the app itself stays light to import
+            if not opened:
+                from icefloe.lakehouse import Lakehouse
+
+                opened.append(Lakehouse(settings))
+            return opened[0]
+
+    @router.get("/models/deployments/{deployment_id}/monitoring")
+    def monitoring(deployment_id: str, window: str = WINDOW,
+                   min_samples: int = Query(100, ge=1, le=10_000_000)) -> dict[str, Any]:
+        from icefloe.monitoring.monitor import monitor_deployment
+
+        return monitor_deployment(db, lakehouse(), deployment_id, window,
+                                  min_samples=min_samples, record=False)
+
+    @router.post("/models/deployments/{deployment_id}/rules", status_code=201)
+    def create_rule(deployment_id: str, body: RuleIn, request: Request) -> dict[str, Any]:
+        spec = RuleSpec(metric=body.metric, comparison=body.comparison,
+                        threshold=body.threshold, feature=body.feature, window=body.window,
+                        min_samples=body.min_samples, cooldown_s=body.cooldown_s,
+                        channel=body.channel, target=body.target)
+        return alerts.rule_json(alerts.create_rule(db, settings, deployment_id, spec,
+                                                   body.secret, actor(request.scope)))
+
+    @router.get("/models/deployments/{deployment_id}/rules")
+    def rules(deployment_id: str) -> dict[str, Any]:
+        return {"rules": [alerts.rule_json(r) for r in alerts.list_rules(db, deployment_id)]}
+
+    @router.post("/models/deployments/{deployment_id}/rules:evaluate")
+    def evaluate(deployment_id: str) -> dict[str, Any]:
+        return {"changes": alerts.evaluate(db, lakehouse(), settings, deployment_id)}
+
+    @router.get("/rules/{rule_id}")
+    def get_rule(rule_id: str) -> dict[str, Any]:
+        return alerts.rule_json(alerts.get_rule(db, rule_id))
+
+    @router.delete("/rules/{rule_id}", status_code=204)
+    def delete_rule(rule_id: str, request: Request) -> None:
+        alerts.delete_rule(db, rule_id, actor(request.scope))
+
+    @router.get("/rules/{rule_id}/events")
+    def events(rule_id: str) -> dict[str, Any]:
+        return {"events": [alerts.event_json(e) for e in alerts.rule_events(db, rule_id)]}
