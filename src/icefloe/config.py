@@ -50,6 +50,9 @@ class Settings:
             webhooks may reach although they are loopback, private or link-local.
         monitor_interval: Seconds between evaluations of the alert rules by the control
             plane (0: only on demand).
+        smtp_host, smtp_port, smtp_starttls, smtp_user, smtp_password, smtp_from: The mail
+            server alert e-mails go through ("" host: no e-mail rules); the password is
+            best given as ``$ICEFLOE_SMTP_PASSWORD`` and is never shown.
     """
 
     home: Path = Path(".icefloe")
@@ -73,6 +76,12 @@ class Settings:
     auth_failures_per_minute: int = 60
     webhook_allowlist: str = ""
     monitor_interval: int = 60
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "icefloe@localhost"
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -156,6 +165,8 @@ class Settings:
         out["projects_root"] = str(self.resolved_projects_root)
         for name in ("catalog_uri", "platform_db_url", "mlflow_uri"):
             out[name] = mask_password(out[name])
+        if out["smtp_password"]:
+            out["smtp_password"] = "***"  # noqa: S105 - the mask, not a password
         return out
 
 

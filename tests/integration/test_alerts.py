@@ -8,49 +8,55 @@ import hashlib
 import hmac
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
 from icefloe.demo.loans import CATEGORICAL_FEATURES, NUMERIC_FEATURES, generate_loans
-from tests.servers import Server
+from tests.servers import Receiver, Server
 
 pytestmark = pytest.mark.spark
 
 SECRET = "a-webhook-secret-of-some-length"
 
 
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that keeps what it receives."""
+class Mailbox:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps the messages it accepts."""
 
     def __init__(self) -> None:
-        self.received: list[tuple[dict, str, bytes]] = []
+        from aiosmtpd.controller import Controller
+
+        from tests.servers import free_port
+
+        self.messages: list[tuple[str, list[str], str]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append((json.loads(body), self.headers["X-Icefloe-Signature"],
-                                       body))
-                self.send_response(204)
-                self.end_headers()
+        class Handler:
+            async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+                outer.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                                       envelope.content.decode("utf-8", "replace")))
+                return "250 OK"
 
-            def log_message(self, *args: object) -> None:
-                return
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def states(self) -> list[tuple[str, str]]:
-        return [(p["rule"], p["state"]) for p, _, _ in self.received]
+    def subjects(self) -> list[str]:
+        return [next(line for line in text.splitlines() if line.startswith("Subject:"))
+                for _, _, text in self.messages]
 
 
 @pytest.fixture(scope="module")
-def plane(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    yield box
+    box.controller.stop()
+
+
+@pytest.fixture(scope="module")
+def plane(spark, mailbox: Mailbox, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Server]:
     from icefloe.config import load_settings
     from icefloe.lakehouse import Lakehouse
     from icefloe.ml.spec import LabelSpec, TrainSpec
@@ -64,12 +70,15 @@ def plane(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                                                            ("Charged Off", "Default")),
                     model_name="loan-default", pipeline="categorical"), settings, spark=spark)
     # The receiver is on 127.0.0.1: only the allowlist lets a webhook go there.
-    os.environ["ICEFLOE_WEBHOOK_ALLOWLIST"] = "127.0.0.1"
-    os.environ["ICEFLOE_MONITOR_INTERVAL"] = "0"  # evaluated on demand by the test
+    extra = {"ICEFLOE_WEBHOOK_ALLOWLIST": "127.0.0.1",
+             "ICEFLOE_MONITOR_INTERVAL": "0",  # evaluated on demand by the test
+             "ICEFLOE_SMTP_HOST": "127.0.0.1", "ICEFLOE_SMTP_PORT": str(mailbox.port)}
+    os.environ.update(extra)
     try:
         server.start()
     finally:
-        del os.environ["ICEFLOE_WEBHOOK_ALLOWLIST"], os.environ["ICEFLOE_MONITOR_INTERVAL"]
+        for name in extra:
+            del os.environ[name]
     yield server
     server.stop()
 
@@ -101,7 +110,8 @@ def _evaluate(plane: Server, dep: str) -> list[dict]:
     return r.json()["changes"]
 
 
-def test_drift_and_accuracy_rules_fire_and_resolve_once_each(plane: Server) -> None:
+def test_drift_and_accuracy_rules_fire_and_resolve_once_each(plane: Server,
+                                                            mailbox: Mailbox) -> None:
     build = plane.client.post("/models/builds", json={"model": "loan-default/1"}).json()["id"]
     dep = plane.client.post("/models/deployments", json={"build_id": build}).json()
     receiver = Receiver()
@@ -112,6 +122,11 @@ def test_drift_and_accuracy_rules_fire_and_resolve_once_each(plane: Server) -> N
     assert "secret" not in drift.json() and SECRET not in drift.text
     accuracy = plane.client.post(f"/models/deployments/{dep['id']}/rules", json={
         **rule, "metric": "accuracy", "comparison": "<", "threshold": 0.6}).json()
+    by_mail = plane.client.post(f"/models/deployments/{dep['id']}/rules", json={
+        "metric": "psi", "feature": "dti", "comparison": ">", "threshold": 0.25,
+        "window": "500", "channel": "email", "target": "ops@example.org"})
+    assert by_mail.status_code == 201, by_mail.text
+    mailbox.messages.clear()
 
     calm, labels = _records(31, 500)
     _truth(plane, _send(plane, dep["access_key"], calm), labels)
@@ -127,9 +142,13 @@ def test_drift_and_accuracy_rules_fire_and_resolve_once_each(plane: Server) -> N
     _truth(plane, answers, [1 - a["prediction"] for a in answers])  # every answer wrong
     changes = _evaluate(plane, dep["id"])
     assert sorted((c["rule"], c["to"]) for c in changes) == sorted(
-        [(drift.json()["id"], "FIRING"), (accuracy["id"], "FIRING")])
+        [(drift.json()["id"], "FIRING"), (accuracy["id"], "FIRING"),
+         (by_mail.json()["id"], "FIRING")])
     assert _evaluate(plane, dep["id"]) == []  # still firing: not notified again
-    assert sorted(receiver.states()) == sorted((c["rule"], "FIRING") for c in changes)
+    assert sorted(receiver.states()) == sorted(
+        (c["rule"], "FIRING") for c in changes if c["rule"] != by_mail.json()["id"])
+    (subject,) = mailbox.subjects()  # one e-mail, to the address of the rule
+    assert "FIRING: psi of dti" in subject and mailbox.messages[0][1] == ["ops@example.org"]
     for payload, signature, body in receiver.received:
         expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(signature, expected) and payload["deployment"] == dep["id"]
@@ -140,7 +159,8 @@ def test_drift_and_accuracy_rules_fire_and_resolve_once_each(plane: Server) -> N
     answers = _send(plane, dep["access_key"], right)
     _truth(plane, answers, [a["prediction"] for a in answers])
     changes = _evaluate(plane, dep["id"])
-    assert sorted(c["to"] for c in changes) == ["RESOLVED", "RESOLVED"]
+    assert sorted(c["to"] for c in changes) == ["RESOLVED", "RESOLVED", "RESOLVED"]
+    assert len(mailbox.messages) == 2 and "RESOLVED: psi of dti" in mailbox.subjects()[1]
     assert sorted(s for _, s in receiver.states()) == ["FIRING", "FIRING", "RESOLVED",
                                                        "RESOLVED"]
     events = plane.client.get(f"/rules/{accuracy['id']}/events").json()["events"]
@@ -148,6 +168,7 @@ def test_drift_and_accuracy_rules_fire_and_resolve_once_each(plane: Server) -> N
         ("OK", "FIRING", True), ("FIRING", "RESOLVED", True)]
     listed = plane.client.get(f"/models/deployments/{dep['id']}/rules").json()["rules"]
     assert {r["state"] for r in listed} == {"RESOLVED"}
+    assert {r["channel"] for r in listed} == {"webhook", "email"}
     receiver.server.shutdown()
 
 

@@ -188,3 +188,31 @@ def test_the_html_report_is_written_whole_and_stands_alone(served: Served, tmp_p
     refused = run_cli(["monitor", "report", served.deployment, "--output",
                        str(tmp_path / "r.pdf")], home)
     assert refused.returncode != 0 and "must be an .html file" in refused.stderr
+
+
+def test_the_control_plane_schedule_evaluates_rules_on_its_own(served: Served) -> None:
+    import dataclasses
+    import time
+
+    from icefloe.monitoring.alerts import Evaluator, create_rule, rule_events
+    from icefloe.monitoring.rules import RuleSpec
+    from tests.servers import Receiver
+
+    receiver = Receiver()
+    settings = dataclasses.replace(served.settings, webhook_allowlist="127.0.0.1")
+    rule = create_rule(served.db, settings, served.deployment, RuleSpec(
+        metric="requests", comparison=">", threshold=1, window="500", min_samples=1,
+        target=receiver.url), "a-secret-of-sixteen+")
+    evaluator = Evaluator(served.db, settings, interval=0.2)
+    evaluator.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not receiver.received:
+            assert time.monotonic() < deadline, "the schedule never evaluated the rule"
+            time.sleep(0.05)
+    finally:
+        evaluator.stop()
+    assert receiver.states() == [(rule.id, "FIRING")]
+    assert [(e.to_state, e.delivered) for e in rule_events(served.db, rule.id)] == [
+        ("FIRING", True)]
+    receiver.server.shutdown()

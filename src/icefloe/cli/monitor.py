@@ -161,7 +161,9 @@ def rule_create(
     window: str = typer.Option("1h", "--window", "-w", help="30m, 1h, 7d or 500."),
     min_samples: int = typer.Option(100, "--min-samples", min=1),
     cooldown: int = typer.Option(0, "--cooldown", min=0, help="Seconds a state lasts at least."),
-    webhook: str = typer.Option(..., "--webhook", help="http(s) URL that receives the changes."),
+    webhook: str | None = typer.Option(None, "--webhook",
+                                       help="http(s) URL that receives the changes."),
+    email: str | None = typer.Option(None, "--email", help="Address that receives them."),
     secret: str | None = typer.Option(None, "--secret", metavar="-",
                                       help="- reads the signing secret from stdin."),
     secret_file: Path | None = typer.Option(None, "--secret-file", metavar="PATH",
@@ -169,23 +171,28 @@ def rule_create(
     url: str | None = URL, api_key: str | None = KEY, api_key_file: Path | None = KEY_FILE,
     as_json: bool = JSON,
 ) -> None:
-    """Alert when a figure of a deployment crosses a threshold; each change of state (FIRING,
-    RESOLVED) is POSTed to the webhook once, signed with HMAC-SHA256."""
+    """Alert when a figure of a deployment crosses a threshold.
+
+    Each change of state (FIRING, RESOLVED) is sent once: POSTed to the webhook, signed with
+    HMAC-SHA256 under the secret, or e-mailed through the control plane's mail server."""
     if (above is None) == (below is None):
         raise InvalidInputError("give exactly one of --above X or --below X")
-    signing = resolve_secret(SECRET, secret, secret_file, required=True)
-    assert signing is not None
+    if (webhook is None) == (email is None):
+        raise InvalidInputError("give exactly one of --webhook URL or --email ADDRESS")
+    signing = resolve_secret(SECRET, secret, secret_file, required=True) if webhook else ""
+    target = webhook or email or ""
     with connect(url, api_key, api_key_file) as client:
         rule = client.create_rule(
             deployment, metric=metric, feature=feature,
             comparison=">" if above is not None else "<",
-            threshold=above if above is not None else float(below or 0.0), target=webhook,
-            secret=signing, window=window, min_samples=min_samples, cooldown_s=cooldown)
+            threshold=above if above is not None else float(below or 0.0), target=target,
+            secret=signing or "", window=window, min_samples=min_samples, cooldown_s=cooldown,
+            channel="webhook" if webhook else "email")
     if as_json:
         print_json(rule)
     else:
         success(f"rule {rule['id']}: {metric}{f' of {feature}' if feature else ''} "
-                f"{rule['comparison']} {rule['threshold']:g} over {window} -> {webhook}")
+                f"{rule['comparison']} {rule['threshold']:g} over {window} -> {target}")
 
 
 @rule_app.command("list")

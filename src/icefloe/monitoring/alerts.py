@@ -20,6 +20,7 @@ from sqlalchemy import delete, select, update
 from icefloe.config import Settings
 from icefloe.errors import InvalidInputError, NotFoundError
 from icefloe.jobs import vault
+from icefloe.monitoring import mail
 from icefloe.monitoring.rules import OK, RuleSpec, figure_of, next_state
 from icefloe.monitoring.webhooks import check_url, deliver
 from icefloe.store import repo
@@ -67,10 +68,14 @@ def create_rule(db: Database, settings: Settings, deployment_id: str, spec: Rule
     with db.session() as s:
         repo.get_deployment(s, deployment_id)
     spec.check()
-    if len(secret) < MIN_SECRET or len(secret) > 1024:
-        raise InvalidInputError(f"secret must be {MIN_SECRET} to 1,024 characters (it signs "
-                                "the webhook's body)")
-    check_url(spec.target, settings.webhook_allowlist)
+    if spec.channel == "webhook":
+        if len(secret) < MIN_SECRET or len(secret) > 1024:
+            raise InvalidInputError(f"secret must be {MIN_SECRET} to 1,024 characters (it "
+                                    "signs the webhook's body)")
+        check_url(spec.target, settings.webhook_allowlist)
+    elif not settings.smtp_host:
+        raise InvalidInputError("e-mail rules need a mail server: set smtp_host (and "
+                                "smtp_port, smtp_starttls, smtp_user, smtp_password)")
     with db.session() as s:
         repo.get_deployment(s, deployment_id)
         rule = AlertRule(id=repo.new_id(), deployment_id=deployment_id, metric=spec.metric,
@@ -78,7 +83,8 @@ def create_rule(db: Database, settings: Settings, deployment_id: str, spec: Rule
                          threshold=float(spec.threshold), window=spec.window,
                          min_samples=spec.min_samples, cooldown_s=spec.cooldown_s,
                          channel=spec.channel, target=spec.target,
-                         secret_sealed=vault.seal(settings, {"secret": secret}), state=OK,
+                         secret_sealed=vault.seal(settings, {"secret": secret})
+                         if secret else "", state=OK,
                          state_since=repo.now(), last_value=None, last_samples=0,
                          last_evaluated_at=None, created_by=actor, created_at=repo.now())
         s.add(rule)
@@ -225,8 +231,11 @@ def _send_pending(db: Database, settings: Settings) -> None:
                        "window": rule.window, "state": event.to_state,
                        "previous": event.from_state, "value": event.value,
                        "samples": event.samples, "at": iso_utc(event.at)}
-            secret = vault.unseal(settings, rule.secret_sealed).get("secret", "")
-            sent = deliver(rule.target, payload, secret, settings.webhook_allowlist)
+            if rule.channel == "email":
+                sent = mail.send(settings, rule.target, payload)
+            else:
+                secret = vault.unseal(settings, rule.secret_sealed).get("secret", "")
+                sent = deliver(rule.target, payload, secret, settings.webhook_allowlist)
             with db.session() as s:
                 s.execute(update(AlertEvent).where(AlertEvent.id == event.id).values(
                     delivered=sent.delivered, attempts=AlertEvent.attempts + max(1, sent.attempts),

@@ -12,6 +12,7 @@ notification.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,7 +25,8 @@ WINDOW_METRICS = frozenset({"requests", "latency_p50_ms", "latency_p99_ms", "pre
                             "label_coverage", "accuracy", "auc", "precision", "recall", "f1"})
 FEATURE_METRICS = frozenset({"psi", "ks", "null_share", "js_distance", "unseen_share"})
 COMPARISONS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
-CHANNELS = ("webhook",)  # e-mail over SMTP is not built yet
+CHANNELS = ("webhook", "email")
+EMAIL = re.compile(r"[^@\s,;:<>()\[\]\"']{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+")
 MAX_COOLDOWN_S = 30 * 86_400
 
 
@@ -40,7 +42,7 @@ class RuleSpec:
     min_samples: int = 100
     cooldown_s: int = 0
     channel: str = "webhook"
-    target: str = ""  # the webhook URL
+    target: str = ""  # the webhook URL, or the e-mail address
 
     def check(self) -> RuleSpec:
         """Return the spec if it is valid.
@@ -71,6 +73,8 @@ class RuleSpec:
         if self.channel not in CHANNELS:
             raise InvalidInputError(f"channel {self.channel!r} is not one of "
                                     f"{', '.join(CHANNELS)}")
+        if self.channel == "email" and not EMAIL.fullmatch(self.target):
+            raise InvalidInputError(f"target {self.target!r} is not an e-mail address")
         return self
 
 
