@@ -24,6 +24,12 @@ def test_demo_runs_the_data_story_twice(tmp_path) -> None:
         "LoadBatch: ENGINE_SUCCEEDED",
         "TrainModel (started by LoadBatch's success): ENGINE_SUCCEEDED",
         "read_metrics: 5 predictions, 5 with ground truth",
+        "Simulation: ENGINE_SUCCEEDED",
+        "Inference: ENGINE_SUCCEEDED",
+        "predictions 501-600: label noise 0.90",
+        "webhook received: FIRING accuracy",
+        "(signature valid)",
+        "report.html (largest feature PSI",
     ):
         assert expected in out, expected
     assert "Traceback" not in first.stderr
@@ -44,7 +50,15 @@ def _assert_story_state(home) -> None:
     from icefloe.lakehouse import Lakehouse
     from icefloe.registry.mlflow_registry import ModelRegistry
     from icefloe.store.db import Database
-    from icefloe.store.orm import Deployment, Job, Prediction, Run
+    from icefloe.store.orm import (
+        AggregateMetric,
+        AlertEvent,
+        AlertRule,
+        Deployment,
+        Job,
+        Prediction,
+        Run,
+    )
 
     settings = load_settings(env={}, home=home)
     lh = Lakehouse(settings)
@@ -64,17 +78,27 @@ def _assert_story_state(home) -> None:
         with db.session() as s:
             runs = {s.get(Job, r.job_id).name: r for r in s.scalars(select(Run))}
             assert {n: r.status for n, r in runs.items()} == {
-                "LoadBatch": "ENGINE_SUCCEEDED", "TrainModel": "ENGINE_SUCCEEDED"}
+                "LoadBatch": "ENGINE_SUCCEEDED", "TrainModel": "ENGINE_SUCCEEDED",
+                "Simulation": "ENGINE_SUCCEEDED", "Inference": "ENGINE_SUCCEEDED"}
             assert runs["TrainModel"].parent_run_id == runs["LoadBatch"].id
+            assert runs["Inference"].parent_run_id == runs["Simulation"].id
             deployed = list(s.scalars(select(Deployment).where(
                 Deployment.status == "DEPLOYED")))
             assert len(deployed) == 1 and deployed[0].model_version == versions[-1]["version"]
             predictions = list(s.scalars(select(Prediction)))
-            assert len(predictions) == 5
+            assert len(predictions) == 5 + 600  # the story's five, then Simulation's
             assert all(p.delayed_metrics and "final_label" in p.delayed_metrics
                        for p in predictions)
+            accuracies = [a.metrics["accuracy"] for a in s.scalars(
+                select(AggregateMetric).order_by(AggregateMetric.start_timestamp_ms))]
+            assert len(accuracies) == 6 and accuracies[-1] < accuracies[0] - 0.3  # decay
+            (rule,) = s.scalars(select(AlertRule))
+            assert rule.state == "FIRING" and rule.metric == "accuracy"
+            events = list(s.scalars(select(AlertEvent)))
+            assert [(e.to_state, e.delivered) for e in events] == [("FIRING", True)]
     finally:
         db.dispose()
+    assert "accuracy and label coverage" in (home / "demo" / "report.html").read_text()
 
 
 def test_demo_refuses_to_replace_a_user_table(tmp_path) -> None:

@@ -185,6 +185,7 @@ def run_story(
 
 def _run_job_chain(settings: Settings) -> None:
     """Start a control plane, create the demo project and jobs over HTTP, run the chain."""
+    import dataclasses
     import socket
     import threading
 
@@ -205,7 +206,9 @@ def _run_job_chain(settings: Settings) -> None:
     with db.session() as s:
         demo_key, key = api_keys.create_api_key(s, "demo", "admin")
         demo_key_id = demo_key.id
-    app = create_app(settings, db=db, runner=Runner(db, settings, api_url=url), api_url=url)
+    # The demo's own webhook receiver is on 127.0.0.1; its rules are evaluated on demand.
+    served = dataclasses.replace(settings, webhook_allowlist="127.0.0.1", monitor_interval=0)
+    app = create_app(served, db=db, runner=Runner(db, served, api_url=url), api_url=url)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -251,7 +254,11 @@ def _run_job_chain(settings: Settings) -> None:
                 tail = client.run_logs(pid, train_job, child["id"])["content"].strip()
                 console.print("\n".join(tail.splitlines()[-4:]), markup=False)
             _step(11, "Serve the newest version: build, deploy, call, send ground truth")
-            _serve(client, settings)
+            dep = _serve(client, settings)
+            if dep is not None:
+                _step(12, "Monitor: the seed's Simulation and Inference jobs, an accuracy "
+                          "rule with a webhook, the report")
+                _monitor(client, settings, pid, dep)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -268,7 +275,7 @@ def _copy_scripts(folder: Path) -> None:
         target.chmod(0o640)  # readable by the job user's group when jobs run as another user
 
 
-def _serve(client: Any, settings: Settings) -> None:
+def _serve(client: Any, settings: Settings) -> dict[str, Any] | None:
     """Build and deploy the newest version, call it, send ground truth, read the metrics."""
     latest = ModelRegistry(settings).versions(MODEL)[-1]["version"]
     ref = f"{MODEL}/{latest}"
@@ -278,7 +285,7 @@ def _serve(client: Any, settings: Settings) -> None:
                   f"{build['parity']:.1e})" if build["status"] == "BUILD_READY"
                   else f"build failed: {build['reason']}", markup=False)
     if build["status"] != "BUILD_READY":
-        return
+        return None
     for previous in client.list_deployments():  # a re-run replaces the last run's endpoint
         if previous["model"] == MODEL and previous["status"] == "DEPLOYED":
             client.stop_deployment(previous["id"])
@@ -299,3 +306,95 @@ def _serve(client: Any, settings: Settings) -> None:
     metrics = client.read_metrics(dep["id"])["metrics"]
     joined = sum("final_label" in m["metrics"] for m in metrics)
     console.print(f"read_metrics: {len(metrics)} predictions, {joined} with ground truth")
+    return dict(dep)
+
+
+class _Receiver:
+    """The demo's webhook endpoint on 127.0.0.1: keeps each alert and checks its signature."""
+
+    def __init__(self, secret: str) -> None:
+        import hashlib
+        import hmac
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.alerts: list[tuple[dict[str, Any], bool]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                expected = "sha256=" + hmac.new(secret.encode(), body,
+                                                hashlib.sha256).hexdigest()
+                signed = hmac.compare_digest(self.headers.get("X-Icefloe-Signature", ""),
+                                             expected)
+                outer.alerts.append((json.loads(body), signed))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _monitor(client: Any, settings: Settings, pid: str, dep: dict[str, Any]) -> None:
+    """Simulation calls the model and sends ground truth that gets noisier; Inference reads
+    the metrics back; an accuracy rule fires and its signed webhook arrives; the report."""
+    import secrets
+
+    receiver = _Receiver(secret := secrets.token_urlsafe(24))
+    _cmd(f"icefloe monitor rule create {dep['id']} --metric accuracy --below 0.6 "
+         f"--window 200 --webhook {receiver.url} --secret-file SECRET_FILE")
+    rule = client.create_rule(dep["id"], metric="accuracy", comparison="<", threshold=0.6,
+                              window="200", min_samples=100, target=receiver.url,
+                              secret=secret)
+    fields = {"arguments": f"{dep['id']} --predictions 600", "timeout": 900,
+              "secret_environment": {"MODEL_ACCESS_KEY": dep["access_key"]}}
+    jobs = {j["name"]: j for j in client.list_jobs(pid)}
+    if "Simulation" in jobs:  # a re-run: the new deployment's id and access key
+        jobs["Simulation"] = client.update_job(pid, jobs["Simulation"]["id"], **fields)
+    else:
+        jobs["Simulation"] = client.create_job(pid, "Simulation", "simulation.py", **fields)
+    following = {"arguments": dep["id"], "timeout": 600,
+                 "parent_job_id": jobs["Simulation"]["id"]}
+    if "Inference" in jobs:
+        client.update_job(pid, jobs["Inference"]["id"], **following)
+    else:
+        client.create_job(pid, "Inference", "inference.py", **following)
+    _cmd("icefloe job run Simulation -p lending-demo --wait   # then Inference, its child")
+    sim = jobs["Simulation"]["id"]
+    runs = client.wait_chain(pid, sim, client.create_run(pid, sim)["id"])
+    names = {j["id"]: j["name"] for j in client.list_jobs(pid)}
+    for run in runs:
+        console.print(f"{names.get(run['job_id'], run['job_id'])}: {run['status']}")
+        log = client.run_logs(pid, run["job_id"], run["id"])["content"].strip()
+        console.print("\n".join("  " + line for line in log.splitlines()[-8:]), markup=False)
+    _cmd(f"icefloe monitor evaluate {dep['id']}")
+    for change in client.evaluate_rules(dep["id"]):
+        console.print(f"rule {change['rule']}: {change['from']} -> {change['to']} "
+                      f"(accuracy {change['value']:.2f} over the last {change['samples']} "
+                      "predictions with ground truth)")
+    for alert, signed in receiver.alerts:
+        console.print(f"webhook received: {alert['state']} {alert['metric']} = "
+                      f"{alert['value']:.2f} (signature {'valid' if signed else 'INVALID'})")
+    receiver.server.shutdown()
+    if not receiver.alerts:
+        console.print(f"[yellow]the accuracy rule {rule['id']} did not fire[/yellow]")
+    from icefloe.monitoring.monitor import report_deployment
+    from icefloe.store.db import Database
+
+    report = settings.home / "demo" / "report.html"
+    _cmd(f"icefloe monitor report {dep['id']} --output {report}")
+    db = Database(settings.resolved_platform_db_url)
+    try:
+        shown = report_deployment(db, Lakehouse(settings), dep["id"], report, "1d")
+    finally:
+        db.dispose()
+    drift = max((f["value"] for f in shown["figures"] if f["metric"] == "psi"
+                 and f["value"] is not None), default=0.0)
+    console.print(f"wrote {report} (largest feature PSI {drift:.3f}: the calls were drawn "
+                  "from the training data)", markup=False)
