@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/lakehouse.py --spark
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/monitoring.py
 
 clean:
 	rm -rf $(VENV) .icefloe .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ to be kept among its most frequent). Every figure carries its sample size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,16 +43,15 @@ class Figure:
                 "samples": self.samples}
 
 
-def ks_binned(reference: NumericProfile, values: np.ndarray) -> float:
-    """The KS statistic at the reference bin edges (0 when either side is empty)."""
-    finite = values[np.isfinite(values)]
-    total = sum(reference.counts)
-    if not reference.edges or finite.size == 0 or total == 0:
+def ks_binned(reference: NumericProfile, counts: Sequence[int]) -> float:
+    """The KS statistic at the reference bin edges, from the window's counts in the same
+    bins (:func:`~icefloe.monitoring.profile.bin_counts`): the largest gap between the two
+    shares of values below each edge. 0 when either side is empty."""
+    ref = np.asarray(reference.counts, dtype=np.float64)
+    cur = np.asarray(counts, dtype=np.float64)
+    if ref.size == 0 or ref.size != cur.size or ref.sum() == 0 or cur.sum() == 0:
         return 0.0
-    ref_cdf = np.cumsum(reference.counts) / total
-    edges = np.asarray(reference.edges[1:])
-    cur_cdf = np.searchsorted(np.sort(finite), edges, side="right") / finite.size
-    return float(np.max(np.abs(ref_cdf - cur_cdf)))
+    return float(np.max(np.abs(np.cumsum(ref) / ref.sum() - np.cumsum(cur) / cur.sum())))
 
 
 def js_distance(reference: dict[str, float], current: dict[str, float]) -> float:
@@ -80,28 +79,31 @@ def numeric_drift(name: str, reference: NumericProfile, values: np.ndarray
     counts = bin_counts(reference, data)
     return [
         Figure("psi", psi(reference.counts, counts, EPSILON) if counts else None, finite, name),
-        Figure("ks", ks_binned(reference, data), finite, name),
+        Figure("ks", ks_binned(reference, counts) if counts else None, finite, name),
         Figure("null_share", float(1 - finite / data.size) if data.size else None, int(data.size),
                name),
     ]
 
 
-def categorical_drift(name: str, reference: CategoricalProfile,
-                      values: Sequence[str | None]) -> list[Figure]:
-    """Jensen-Shannon distance, unseen share and null share of one string feature."""
-    seen = [v for v in values if v is not None]
+def categorical_drift(name: str, reference: CategoricalProfile, counts: Mapping[str, int],
+                      nulls: int) -> list[Figure]:
+    """Jensen-Shannon distance, unseen share and null share of one string feature, from the
+    window's category counts (nulls apart)."""
     current: dict[str, float] = {}
     unseen = 0
-    for value in seen:
+    for value, count in counts.items():
         key = value if value in reference.frequencies else UNKNOWN
-        unseen += key == UNKNOWN
-        current[key] = current.get(key, 0.0) + 1
+        if key == UNKNOWN:
+            unseen += count
+        current[key] = current.get(key, 0.0) + count
     ref: dict[str, float] = {k: float(v) for k, v in reference.frequencies.items()}
     if reference.unknown:
         ref[UNKNOWN] = float(reference.unknown)
-    total = len(values)
+    seen = sum(counts.values())
+    total = seen + nulls
     return [
-        Figure("js_distance", js_distance(ref, current), len(seen), name),
-        Figure("unseen_share", unseen / len(seen) if seen else None, len(seen), name),
-        Figure("null_share", 1 - len(seen) / total if total else None, total, name),
+        Figure("js_distance", js_distance(ref, current), seen, name),
+        Figure("unseen_share", unseen / seen if seen else None, seen, name),
+        Figure("null_share", nulls / total if total else None, total, name),
     ]
+

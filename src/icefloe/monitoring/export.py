@@ -17,11 +17,12 @@ finds the same rows missing and adds them once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 
 from icefloe.errors import NotFoundError
 from icefloe.store.db import Database
@@ -78,50 +79,111 @@ def column_name(feature: str) -> str:
     return f"input_{feature}" if feature in FIXED else feature
 
 
-def to_arrow(rows: Iterable[Prediction], kinds: dict[str, dict[str, str]]) -> pa.Table:
-    """Prediction rows as the table's columns (``kinds``: build id -> feature -> kind)."""
-    import pyarrow as pa
+class LogRow(NamedTuple):
+    """One prediction as read for the export: plain values, its JSON fields as text."""
 
-    rows = list(rows)
+    uuid: str
+    deployment_id: str
+    build_id: str
+    model_name: str
+    model_version: int
+    timestamp_ms: int
+    caller: str
+    latency_ms: float
+    inputs: str | None
+    outputs: str | None
+    delayed: str | None
+
+
+def to_arrow(rows: Sequence[Sequence[Any]], kinds: dict[str, dict[str, str]]) -> pa.Table:
+    """Prediction rows (in :class:`LogRow`'s order, JSON fields as text, ``{}`` for none)
+    as the table's columns (``kinds``: build id -> feature -> kind).
+
+    The JSON fields are parsed by Arrow's JSON reader, all rows at once, against the types
+    the table wants; text it cannot read that way (a value of another type than its
+    feature's) is parsed row by row, where such a value becomes null.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     features: dict[str, str] = {}
     for by_feature in kinds.values():
         for name, kind in by_feature.items():
             features.setdefault(name, kind)
-    columns: dict[str, pa.Array] = {
-        "uuid": pa.array([r.uuid for r in rows], pa.string()),
-        "deployment": pa.array([r.deployment_id for r in rows], pa.string()),
-        "build": pa.array([r.build_id for r in rows], pa.string()),
-        "model": pa.array([r.model_name for r in rows], pa.string()),
-        "model_version": pa.array([r.model_version for r in rows], pa.int32()),
-        "timestamp_ms": pa.array([r.timestamp_ms for r in rows], pa.int64()),
-        "time": pa.array([r.timestamp_ms * 1000 for r in rows], pa.int64())
-        .cast(pa.timestamp("us", tz="UTC")),
-        "latency_ms": pa.array([r.latency_ms for r in rows], pa.float64()),
-        "caller": pa.array([r.caller for r in rows], pa.string()),
-        "score": pa.array([_number((r.outputs or {}).get("probability")) for r in rows],
-                          pa.float64()),
-        "prediction": pa.array([_int((r.outputs or {}).get("prediction")) for r in rows],
-                               pa.int32()),
-        "truth": pa.array([truth_of(r.delayed_metrics) for r in rows], pa.float64()),
+    # Columns from rows in one pass (zip), by LogRow's field names.
+    row: Any = LogRow(*(list(zip(*rows, strict=True)) if rows
+                        else [()] * len(LogRow._fields)))
+    times = pa.array(row.timestamp_ms, pa.int64())
+    outputs = _json_columns(row.outputs,
+                            {"probability": pa.float64(), "prediction": pa.float64()})
+    delayed = _json_columns(row.delayed, {k: pa.float64() for k in TRUTH_KEYS})
+    truth = pa.nulls(len(rows), pa.float64())
+    for key in reversed(TRUTH_KEYS):  # the first key present wins, as in truth_of
+        truth = pc.if_else(pc.is_null(delayed[key]), truth, delayed[key])
+    valid = pc.is_in(truth, value_set=pa.array([0.0, 1.0]))
+    columns: dict[str, Any] = {
+        "uuid": pa.array(row.uuid, pa.string()),
+        "deployment": pa.array(row.deployment_id, pa.string()),
+        "build": pa.array(row.build_id, pa.string()),
+        "model": pa.array(row.model_name, pa.string()),
+        "model_version": pa.array(row.model_version, pa.int32()),
+        "timestamp_ms": times,
+        "time": pc.multiply(times, 1000).cast(pa.timestamp("us", tz="UTC")),
+        "latency_ms": pa.array(row.latency_ms, pa.float64()),
+        "caller": pa.array(row.caller, pa.string()),
+        "score": outputs["probability"],
+        "prediction": outputs["prediction"].cast(pa.int32(), safe=False),
+        "truth": pc.if_else(valid, truth, pa.scalar(None, pa.float64())),
     }
-    for name, kind in features.items():
-        values = [(r.inputs or {}).get(name) for r in rows]
-        if kind == "number":
-            columns[column_name(name)] = pa.array([_number(v) for v in values], pa.float64())
-        else:
-            columns[column_name(name)] = pa.array(
-                [None if v is None else str(v) for v in values], pa.string())
+    types = {name: pa.float64() if kind == "number" else pa.string()
+             for name, kind in features.items()}
+    inputs = _json_columns(row.inputs, types)
+    for name in features:
+        columns[column_name(name)] = inputs[name]
     return pa.table(columns)
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else None
+def _json_columns(texts: Sequence[str], types: dict[str, pa.DataType]
+                  ) -> dict[str, pa.Array]:
+    """The fields ``types`` names of JSON objects (one text per row)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    if not texts:
+        return {name: pa.array([], kind) for name, kind in types.items()}
+    # Arrow's reader takes one object per line; JSON text never holds a raw newline.
+    blob = "\n".join(texts).encode()
+    try:
+        table = pj.read_json(io.BytesIO(blob), parse_options=pj.ParseOptions(
+            explicit_schema=pa.schema([pa.field(n, t) for n, t in types.items()]),
+            unexpected_field_behavior="ignore"), read_options=pj.ReadOptions(
+            block_size=max(1 << 20, len(blob) + 1)))
+        return {name: table.column(name).combine_chunks() for name in types}
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        objects = [json.loads(t) for t in texts]
+        return {name: pa.array([_typed((o or {}).get(name) if isinstance(o, dict) else None,
+                                       kind) for o in objects], kind)
+                for name, kind in types.items()}
 
 
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else None
+def _typed(value: Any, kind: pa.DataType) -> Any:
+    """A JSON value as the column type wants it, or None."""
+    import pyarrow as pa
+
+    if value is None or isinstance(value, bool):
+        return float(value) if isinstance(value, bool) and pa.types.is_floating(kind) else None
+    if pa.types.is_floating(kind):
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return None
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def export_predictions(db: Database, lakehouse: Lakehouse, *,
@@ -134,15 +196,16 @@ def export_predictions(db: Database, lakehouse: Lakehouse, *,
     newest, known, waiting = _table_state(lakehouse)
     since = 0 if newest is None else max(0, newest - GRACE_MS)
     kinds = _feature_kinds(db)
-    fresh: list[Prediction] = []
-    answered: list[Prediction] = []
+    fresh: list[Any] = []  # rows in LogRow's order
+    answered: list[Any] = []
     seen = 0
     for batch in _log_rows(db, since, waiting):
         for row in batch:
-            if row.uuid in waiting:  # exported without its truth: replaced once it has one
-                if truth_of(row.delayed_metrics) is not None:
+            uuid = row[0]
+            if uuid in waiting:  # exported without its truth: replaced once it has one
+                if truth_of(json.loads(row[10])) is not None:
                     answered.append(row)
-            elif row.uuid not in known:
+            elif uuid not in known:
                 fresh.append(row)
         seen += len(batch)
         if progress is not None:
@@ -152,7 +215,7 @@ def export_predictions(db: Database, lakehouse: Lakehouse, *,
     data = to_arrow([*fresh, *answered], kinds)
     written = lakehouse.write(TABLE, data, "auto", evolve=True,
                               properties={"icefloe.export": "predictions"},
-                              replacing=("uuid", [r.uuid for r in answered]))
+                              replacing=("uuid", [r[0] for r in answered]))
     return ExportResult(TABLE, len(fresh), len(answered), written.snapshot.total_rows or 0,
                         written.snapshot.snapshot_id)
 
@@ -183,24 +246,29 @@ def _row_count(lakehouse: Lakehouse) -> int:
     return (current.total_rows or 0) if current is not None else 0
 
 
-def _log_rows(db: Database, since: int, waiting: set[str]) -> Iterator[list[Prediction]]:
-    """The log's rows from ``since`` on, and the older ones of ``waiting`` that have truth
-    now, in batches."""
-    with db.session() as s:
-        query = select(Prediction).where(Prediction.timestamp_ms >= since) \
-            .order_by(Prediction.timestamp_ms, Prediction.uuid) \
-            .execution_options(yield_per=BATCH_ROWS)
-        for part in s.scalars(query).partitions(BATCH_ROWS):
-            yield list(part)
-            s.expunge_all()
+LOG_COLUMNS = (Prediction.uuid, Prediction.deployment_id, Prediction.build_id,
+               Prediction.model_name, Prediction.model_version, Prediction.timestamp_ms,
+               Prediction.caller, Prediction.latency_ms,
+               # As text ("{}" for none): Arrow parses all rows at once (see to_arrow).
+               *(func.coalesce(func.nullif(cast(column, Text), "null"), "{}")
+                 for column in (Prediction.inputs, Prediction.outputs,
+                                Prediction.delayed_metrics)))
+
+
+def _log_rows(db: Database, since: int, waiting: set[str]) -> Iterator[Sequence[Any]]:
+    """The log's rows from ``since`` on, and the older ones of ``waiting``, in batches."""
+    with db.engine.connect() as connection:
+        result = connection.execution_options(yield_per=BATCH_ROWS).execute(
+            select(*LOG_COLUMNS).where(Prediction.timestamp_ms >= since)
+            .order_by(Prediction.timestamp_ms, Prediction.uuid))
+        yield from result.partitions(BATCH_ROWS)  # rows in LogRow's order
         older = sorted(waiting)
         for start in range(0, len(older), 500):
-            chunk = older[start:start + 500]
-            found = list(s.scalars(select(Prediction).where(
-                Prediction.uuid.in_(chunk), Prediction.timestamp_ms < since)))
+            found = connection.execute(select(*LOG_COLUMNS).where(
+                Prediction.uuid.in_(older[start:start + 500]),
+                Prediction.timestamp_ms < since)).all()
             if found:
-                yield found
-                s.expunge_all()
+                yield list(found)
 
 
 def _feature_kinds(db: Database) -> dict[str, dict[str, str]]:
