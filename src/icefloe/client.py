@@ -68,7 +68,7 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, as_text: bool = False, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -82,6 +82,8 @@ class Client:
             except (ValueError, KeyError, TypeError):
                 message = response.text[:200] or response.reason_phrase
             raise _BY_STATUS.get(response.status_code, RemoteError)(message)
+        if as_text:
+            return response.text
         return response.json() if response.content else None
 
     def _pages(self, path: str, key: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -333,6 +335,12 @@ class Client:
         """A deployment's figures over a window (``30m``, ``1h``, ``7d`` or ``500``)."""
         return self._call("GET", f"/models/deployments/{deployment_id}/monitoring",
                           params={"window": window, "min_samples": min_samples})
+
+    def report(self, deployment_id: str, window: str = "7d", min_samples: int = 100) -> str:
+        """The self-contained HTML monitoring report of a deployment's window."""
+        return str(self._call("GET", f"/models/deployments/{deployment_id}/report",
+                              params={"window": window, "min_samples": min_samples},
+                              as_text=True))
 
     def create_rule(self, deployment_id: str, *, metric: str, comparison: str,
                     threshold: float, target: str, secret: str, feature: str = "",

@@ -224,6 +224,13 @@ def test_rules_from_the_cli_and_the_window_over_rest(plane: Server, tmp_path) ->
         window = client.monitoring(dep["id"], "1h", min_samples=100)
         requests = next(f for f in window["figures"] if f["metric"] == "requests")
         assert requests["value"] == 150 and window["reference"]["table"] == "lending.loans"
+        page = client.report(dep["id"], "1h")
+        assert page.startswith("<!doctype html>") and page.count("<svg") == 3
+        assert "<script" not in page and dep["id"] in page
+    served = plane.client.get(f"/models/deployments/{dep['id']}/report")
+    assert served.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in served.headers["content-security-policy"]
+    assert plane.client.get("/models/deployments/nope/report").status_code == 404
     cli("monitor", "rule", "delete", made["id"])
     assert plane.client.get(f"/rules/{made['id']}").status_code == 404
 

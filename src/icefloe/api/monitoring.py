@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from icefloe.auth.middleware import actor
@@ -58,6 +59,17 @@ def add_monitoring_routes(router: APIRouter, db: Database, settings: Settings) -
 
         return monitor_deployment(db, lakehouse(), deployment_id, window,
                                   min_samples=min_samples, record=False)
+
+    @router.get("/models/deployments/{deployment_id}/report", response_class=HTMLResponse)
+    def report(deployment_id: str, window: str = Query("7d", max_length=16),
+               min_samples: int = Query(100, ge=1, le=10_000_000)) -> HTMLResponse:
+        from icefloe.monitoring.monitor import report_page
+
+        page, _ = report_page(db, lakehouse(), deployment_id, window,
+                              min_samples=min_samples, record=False)
+        # The page is self-contained: nothing may load from anywhere, scripts least of all.
+        return HTMLResponse(page, headers={"Content-Security-Policy":
+                                           "default-src 'none'; style-src 'unsafe-inline'"})
 
     @router.post("/models/deployments/{deployment_id}/rules", status_code=201)
     def create_rule(deployment_id: str, body: RuleIn, request: Request) -> dict[str, Any]:

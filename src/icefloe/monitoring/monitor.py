@@ -47,15 +47,23 @@ def monitor_deployment(db: Database, lakehouse: Lakehouse, deployment_id: str,
     return _measure(db, lakehouse, deployment_id, window, min_samples, record, now_ms)[0]
 
 
+def report_page(db: Database, lakehouse: Lakehouse, deployment_id: str, window: str = "7d",
+                *, min_samples: int = MIN_SAMPLES, record: bool = True,
+                now_ms: int | None = None) -> tuple[str, dict[str, Any]]:
+    """The self-contained HTML report of a deployment's window, and the figures it shows."""
+    from icefloe.monitoring.report import over_time, render
+
+    result, rows = _measure(db, lakehouse, deployment_id, window, min_samples, record, now_ms)
+    return render(result, over_time(rows, result["start_ms"], result["end_ms"])), result
+
+
 def report_deployment(db: Database, lakehouse: Lakehouse, deployment_id: str, output: Path,
                       window: str = "7d", *, min_samples: int = MIN_SAMPLES,
                       now_ms: int | None = None) -> dict[str, Any]:
     """Write the self-contained HTML report of a deployment's window to ``output`` (whole
     or not at all); returns the figures it shows."""
-    from icefloe.monitoring.report import over_time, render
-
-    result, rows = _measure(db, lakehouse, deployment_id, window, min_samples, True, now_ms)
-    page = render(result, over_time(rows, result["start_ms"], result["end_ms"]))
+    page, result = report_page(db, lakehouse, deployment_id, window, min_samples=min_samples,
+                               now_ms=now_ms)
     partial = output.with_name(f".{output.name}.partial")
     partial.write_text(page, encoding="utf-8")
     partial.replace(output)
