@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -224,6 +225,19 @@ def test_rules_from_the_cli_and_the_window_over_rest(plane: Server, tmp_path) ->
         window = client.monitoring(dep["id"], "1h", min_samples=100)
         requests = next(f for f in window["figures"] if f["metric"] == "requests")
         assert requests["value"] == 150 and window["reference"]["table"] == "lending.loans"
+        base = plane.url.removesuffix("/api/v2")
+        for _ in range(10):  # refused by the build's schema: errors of this deployment
+            bad = plane.client.post(f"{base}/model", json={"accessKey": dep["access_key"],
+                                                           "request": {"dti": "high"}})
+            assert bad.status_code == 422
+        deadline = time.monotonic() + 60
+        while True:  # counted by the gateway, written by the log's writer within seconds
+            figures = client.monitoring(dep["id"], "1h", min_samples=1)["figures"]
+            rate = next(f for f in figures if f["metric"] == "error_rate")
+            if rate["samples"] == 160 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert (rate["samples"], round(rate["value"], 4)) == (160, round(10 / 160, 4))
         page = client.report(dep["id"], "1h")
         assert page.startswith("<!doctype html>") and page.count("<svg") == 3
         assert "<script" not in page and dep["id"] in page

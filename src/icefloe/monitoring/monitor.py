@@ -24,7 +24,7 @@ from icefloe.monitoring.profile import PROFILE_FILE, ReferenceProfile
 from icefloe.monitoring.windows import MIN_SAMPLES, judged, parse_window, window_figures
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.orm import AggregateMetric, Build
+from icefloe.store.orm import AggregateMetric, Build, CallFailure
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -85,7 +85,8 @@ def _measure(db: Database, lakehouse: Lakehouse, deployment_id: str, window: str
     start = (end - span.span_ms) if span.span_ms is not None else (
         int(min(rows.column("timestamp_ms").to_pylist())) if rows.num_rows else end)
     profile = _profile(build_path)
-    figures = [judged(f, min_samples) for f in window_figures(rows, profile)]
+    errors = _errors(db, deployment_id, start, end)
+    figures = [judged(f, min_samples) for f in window_figures(rows, profile, errors)]
     result = {
         "deployment": deployment_id, "model": model, "model_version": version,
         "build": build_id, "window": span.text, "start_ms": start, "end_ms": end,
@@ -136,6 +137,17 @@ def _profile(build_path: str) -> ReferenceProfile | None:
     if path is None or not path.is_file():
         return None
     return ReferenceProfile.from_dict(json.loads(path.read_text()))
+
+
+def _errors(db: Database, deployment_id: str, start: int, end: int) -> int:
+    """Calls of the deployment answered with an error in the minutes of the window."""
+    from sqlalchemy import func
+
+    with db.session() as s:
+        return int(s.scalar(select(func.coalesce(func.sum(CallFailure.count), 0)).where(
+            CallFailure.deployment_id == deployment_id,
+            CallFailure.minute_ms >= start - start % 60_000,
+            CallFailure.minute_ms <= end)) or 0)
 
 
 def _aggregates(db: Database, deployment_id: str, start: int, end: int

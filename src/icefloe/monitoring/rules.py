@@ -21,8 +21,9 @@ from icefloe.errors import InvalidInputError
 from icefloe.monitoring.windows import parse_window
 
 OK, FIRING, RESOLVED = "OK", "FIRING", "RESOLVED"
-WINDOW_METRICS = frozenset({"requests", "latency_p50_ms", "latency_p99_ms", "prediction_psi",
-                            "label_coverage", "accuracy", "auc", "precision", "recall", "f1"})
+WINDOW_METRICS = frozenset({"requests", "error_rate", "latency_p50_ms", "latency_p99_ms",
+                            "prediction_psi", "label_coverage", "accuracy", "auc",
+                            "precision", "recall", "f1"})
 FEATURE_METRICS = frozenset({"psi", "ks", "null_share", "js_distance", "unseen_share"})
 COMPARISONS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
 CHANNELS = ("webhook", "email")

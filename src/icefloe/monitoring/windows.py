@@ -1,7 +1,8 @@
 """Metrics of a window of a deployment's predictions (pure: Arrow columns in, figures out).
 
 A window is a time span (``1h``, ``30m``, ``1d``) ending now, or the last N predictions
-(``500``). Per window: request count and latency p50/p99; prediction drift (PSI of the
+(``500``). Per window: request count, error rate (calls answered with an error, counted
+per minute by the gateway) and latency p50/p99; prediction drift (PSI of the
 scores against the reference's test scores); per feature the drift figures of
 :mod:`icefloe.monitoring.drift`; and, over the predictions whose ground truth arrived, label
 coverage, accuracy, AUC, precision, recall and F1. A figure measured on fewer than the
@@ -59,10 +60,14 @@ def psi_level(value: float) -> str:
     return next((name for limit, name in PSI_LEVELS if value < limit), "significant")
 
 
-def window_figures(rows: pa.Table, profile: ReferenceProfile | None) -> list[Figure]:
-    """Every figure of a window's rows (columns of ``monitoring.predictions``)."""
+def window_figures(rows: pa.Table, profile: ReferenceProfile | None,
+                   errors: int = 0) -> list[Figure]:
+    """Every figure of a window's rows (columns of ``monitoring.predictions``); ``errors``
+    is the number of calls answered with an error in the window's minutes."""
     n = rows.num_rows
-    figures = [Figure("requests", float(n), n)]
+    calls = n + errors
+    figures = [Figure("requests", float(n), n),
+               Figure("error_rate", errors / calls if calls else None, calls)]
     latency = rows.column("latency_ms").to_numpy(zero_copy_only=False).astype(np.float64)
     figures += [Figure("latency_p50_ms", float(np.percentile(latency, 50)) if n else None, n),
                 Figure("latency_p99_ms", float(np.percentile(latency, 99)) if n else None, n)]

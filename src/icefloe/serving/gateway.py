@@ -182,6 +182,9 @@ class ModelGateway:
             status, payload = 405, _NOT_ALLOWED
         else:
             status, payload, extra = await self._answer(scope, receive, kind)
+            deployment = scope.get("icefloe.deployment")
+            if status >= 400 and deployment is not None:  # for monitoring's error rate
+                self.predictions.count_failure(deployment, status)
         headers = [_JSON, (b"content-length", b"%d" % len(payload))]
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))

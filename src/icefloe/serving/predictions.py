@@ -50,7 +50,7 @@ from icefloe.serving.journal import (
 )
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.orm import AggregateMetric, AuditEvent, Prediction
+from icefloe.store.orm import AggregateMetric, AuditEvent, CallFailure, Prediction
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -93,6 +93,9 @@ class PredictionLog:
         self._retired: list[Segment] = []  # segments to delete once _unwritten is empty
         self._retry_at = 0.0
         self._failures = 0
+        self._call_failures: dict[tuple[str, int, int], int] = {}
+        self._failures_lock = threading.Lock()
+        self._failures_collected = 0.0
         # Held for a journal write and its queue append, and for a segment switch, so a
         # switch never falls between the two (see _rotate).
         self._lock = threading.Lock()
@@ -170,6 +173,27 @@ class PredictionLog:
                                          "action": row["action"][:64],
                                          "target": row["target"], "outcome": row["outcome"],
                                          "detail": row.get("detail", "")[:2000]}))
+
+    def count_failure(self, deployment_id: str, status: int) -> None:
+        """Count a call of a deployment answered with an error (written per minute)."""
+        key = (deployment_id, int(time.time() // 60) * 60_000, status)
+        with self._failures_lock:
+            self._call_failures[key] = self._call_failures.get(key, 0) + 1
+
+    def _collect_failures(self, everything: bool) -> None:
+        """Queue the counts so far, at most once a second (a minute may get several rows:
+        readers sum them), so monitoring sees errors within seconds."""
+        now = time.monotonic()
+        if not everything and now - self._failures_collected < 1.0:
+            return
+        self._failures_collected = now
+        with self._failures_lock:
+            rows = list(self._call_failures.items())
+            self._call_failures = {}
+        for (deployment_id, minute_ms, status), count in rows:
+            self._items.append((CallFailure, {"deployment_id": deployment_id,
+                                              "minute_ms": minute_ms, "status": status,
+                                              "count": count}))
 
     def queued(self) -> int:
         """Calls and events waiting to be written."""
@@ -297,6 +321,7 @@ class PredictionLog:
     # -- the writer thread -------------------------------------------------------------------
 
     def _collect_periodic(self, everything: bool = False) -> None:
+        self._collect_failures(everything)
         for source in self.periodic:
             try:
                 rows = source(everything=everything)
@@ -406,6 +431,7 @@ class PredictionLog:
                idempotent: bool = False) -> tuple[Exception | None, int]:
         predictions = [row for table, row in batch if table is Prediction]
         events = [row for table, row in batch if table is AuditEvent]
+        failures = [row for table, row in batch if table is CallFailure]
         count = 0
         try:
             with self.db.engine.begin() as conn:
@@ -424,6 +450,8 @@ class PredictionLog:
                     cursor.close()
                 if events:
                     conn.execute(insert(AuditEvent), events)
+                if failures:
+                    conn.execute(insert(CallFailure), failures)
         except Exception as exc:
             return exc, 0
         return None, count
@@ -440,9 +468,13 @@ class PredictionLog:
             path = self.spill_dir / "predictions-unwritten.jsonl"
             with path.open("a") as out:
                 for table, row in rows:
-                    record = (dict(zip(COLUMNS, row, strict=True)) if table is Prediction
-                              else {**row, "at": row["at"].isoformat()})
-                    name = "predictions" if table is Prediction else "audit_events"
+                    if table is Prediction:
+                        record = dict(zip(COLUMNS, row, strict=True))
+                    elif table is AuditEvent:
+                        record = {**row, "at": row["at"].isoformat()}
+                    else:
+                        record = dict(row)
+                    name = str(getattr(table, "__tablename__", table.__name__))
                     out.write(json.dumps({"table": name, "row": record}) + "\n")
         except OSError as exc:
             log.error("%d prediction log rows could not be written to the spill file (%s); "

@@ -251,3 +251,15 @@ class AlertEvent(Base):
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
+
+
+class CallFailure(Base):
+    """Model calls of a deployment answered with an error, counted per minute and status."""
+
+    __tablename__ = "call_failures"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(String(36))
+    minute_ms: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)

@@ -1,4 +1,4 @@
-"""alert rules on monitoring figures, and their state changes
+"""alert rules on monitoring figures, their state changes, failed model calls per minute
 
 Revision ID: 0006
 Revises: 0005
@@ -53,11 +53,24 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['rule_id'], ['alert_rules.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('call_failures',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True,
+              nullable=False),
+    sa.Column('deployment_id', sa.String(length=36), nullable=False),
+    sa.Column('minute_ms', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.Integer(), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index('ix_call_failures_deployment', 'call_failures',
+                    ['deployment_id', 'minute_ms'])
     op.create_index('ix_alert_rules_deployment', 'alert_rules', ['deployment_id'])
     op.create_index('ix_alert_events_rule', 'alert_events', ['rule_id', 'id'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_call_failures_deployment', table_name='call_failures')
+    op.drop_table('call_failures')
     op.drop_index('ix_alert_events_rule', table_name='alert_events')
     op.drop_index('ix_alert_rules_deployment', table_name='alert_rules')
     op.drop_table('alert_events')
