@@ -71,7 +71,8 @@ def _call(served: Served, records: list[dict], first_ms: int, labels: list[float
     with served.db.session() as s:
         for i, ((answer, metrics), record) in enumerate(zip(answers, records, strict=True)):
             uuid = repo.new_id()
-            s.add(Prediction(uuid=uuid, deployment_id=served.deployment, build_id="",
+            s.add(Prediction(uuid=uuid, deployment_id=served.deployment,
+                             build_id=served.scorer.build_id,
                              model_name="loan-default", model_version=1,
                              timestamp_ms=first_ms + i, caller="sim", inputs=record,
                              outputs=answer, latency_ms=0.3 + (i % 10) / 10, metrics=metrics))

@@ -20,15 +20,21 @@ def test_numeric_bins_have_equal_height_and_count_nulls() -> None:
     assert len(profile.edges) == 21 and len(profile.counts) == 20
     assert sum(profile.counts) == 10_000 and profile.nulls == 500 and profile.rows == 10_500
     assert all(480 <= c <= 520 for c in profile.counts), profile.counts
-    assert profile.min == profile.edges[0] and profile.max == profile.edges[-1]
+    assert profile.min == profile.edges[0] and profile.max < profile.edges[-1]
     assert profile.null_share == pytest.approx(500 / 10_500)
 
 
-def test_few_distinct_values_merge_bins_and_a_constant_is_one_bin() -> None:
+def test_few_distinct_values_get_a_bin_each_and_a_shift_between_them_shows() -> None:
     small = numeric_profile([0, 1, 1, 2, 2, 2, None])
-    assert small.edges == [0.0, 1.0, 2.0] and sum(small.counts) == 6 and small.nulls == 1
+    assert small.edges[:3] == [0.0, 1.0, 2.0] and small.counts == [1, 2, 3]
+    assert small.nulls == 1 and small.edges[3] > 2.0
     constant = numeric_profile([3.0] * 10)
-    assert constant.edges == [3.0, 3.0] and constant.counts == [10]
+    assert constant.counts == [10] and constant.edges[0] == 3.0 < constant.edges[1]
+    flag = numeric_profile([1.0] * 10 + [0.0] * 90)  # 10% ones at training
+    assert flag.counts == [90, 10]
+    assert psi(flag.counts, bin_counts(flag, [1.0] * 90 + [0.0] * 10)) > 1.0  # 90% now
+    many = numeric_profile(np.arange(1000.0))
+    assert many.counts[-1] == 50 and bin_counts(many, [999.0]) == [0] * 19 + [1]
     empty = numeric_profile([None, None])
     assert empty.edges == [] and empty.nulls == 2 and empty.min is None
 

@@ -44,6 +44,8 @@ def test_bad_rules_are_refused_by_field(fields: dict, message: str) -> None:
 @pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data", "http://10.1.2.3/",
                                  "http://192.168.0.9:8080/x", "http://localhost:9/hook",
                                  "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/",
+                                 "http://100.100.100.200/", "http://[2002:a9fe:a9fe::]/",
+                                 "http://[fec0::1]/", "http://[fe80::1]/",
                                  "file:///etc/passwd", "http://user:pw@example.org/"])
 def test_webhooks_to_internal_or_odd_targets_are_refused(url: str) -> None:
     with pytest.raises(InvalidInputError, match="webhook"):
@@ -64,3 +66,14 @@ def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
     body = b'{"state":"FIRING"}'
     assert signature("s3cret", body) == "sha256=" + hmac.new(b"s3cret", body,
                                                              hashlib.sha256).hexdigest()
+
+
+def test_a_traffic_rule_fires_on_no_traffic_at_all() -> None:
+    quiet = RuleSpec(metric="requests", comparison="<", threshold=1, min_samples=100,
+                     target="https://hooks.example.org/x")
+    assert next_state(OK, T0, T0 + timedelta(hours=1), quiet, 0.0, 0) == FIRING
+
+
+def test_a_feature_name_with_a_line_break_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="control character"):
+        RuleSpec(**{**SPEC.__dict__, "feature": "dti\r\nBcc: x@example.org"}).check()

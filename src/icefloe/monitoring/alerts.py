@@ -22,7 +22,7 @@ from icefloe.errors import InvalidInputError, NotFoundError
 from icefloe.jobs import vault
 from icefloe.monitoring import mail
 from icefloe.monitoring.rules import OK, RuleSpec, figure_of, next_state
-from icefloe.monitoring.webhooks import check_url, deliver
+from icefloe.monitoring.webhooks import Delivery, check_url, deliver
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.orm import AlertEvent, AlertRule, Deployment
@@ -164,10 +164,18 @@ def evaluate(db: Database, lakehouse: Lakehouse, settings: Settings,
     changes: list[dict[str, Any]] = []
     for rule in rules:
         key = (rule.deployment_id, rule.window, rule.min_samples)
-        if key not in measured:
-            measured[key] = monitor_deployment(db, lakehouse, rule.deployment_id, rule.window,
-                                               min_samples=rule.min_samples, record=False,
-                                               now_ms=now_ms)["figures"]
+        try:
+            if key not in measured:
+                measured[key] = monitor_deployment(
+                    db, lakehouse, rule.deployment_id, rule.window,
+                    min_samples=rule.min_samples, record=False, now_ms=now_ms)["figures"]
+        except Exception:  # one deployment that cannot be measured must not stop the rest
+            if deployment_id is not None:
+                raise
+            log.exception("measuring deployment %s for rule %s failed", rule.deployment_id,
+                          rule.id)
+            measured[key] = []
+            continue
         value, samples = figure_of(measured[key], rule.metric, rule.feature)
         change = _move(db, rule, value, samples)
         if change is not None:
@@ -231,11 +239,14 @@ def _send_pending(db: Database, settings: Settings) -> None:
                        "window": rule.window, "state": event.to_state,
                        "previous": event.from_state, "value": event.value,
                        "samples": event.samples, "at": iso_utc(event.at)}
-            if rule.channel == "email":
-                sent = mail.send(settings, rule.target, payload)
-            else:
-                secret = vault.unseal(settings, rule.secret_sealed).get("secret", "")
-                sent = deliver(rule.target, payload, secret, settings.webhook_allowlist)
+            try:
+                if rule.channel == "email":
+                    sent = mail.send(settings, rule.target, payload)
+                else:
+                    secret = vault.unseal(settings, rule.secret_sealed).get("secret", "")
+                    sent = deliver(rule.target, payload, secret, settings.webhook_allowlist)
+            except Exception as exc:  # kept on the event; the other events still go out
+                sent = Delivery(False, 1, f"{type(exc).__name__}: {exc}"[:500])
             with db.session() as s:
                 s.execute(update(AlertEvent).where(AlertEvent.id == event.id).values(
                     delivered=sent.delivered, attempts=AlertEvent.attempts + max(1, sent.attempts),

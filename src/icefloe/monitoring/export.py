@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -193,6 +194,28 @@ def export_predictions(db: Database, lakehouse: Lakehouse, *,
     Args:
         progress: Called with the number of log rows read so far.
     """
+    with _one_export_at_a_time(lakehouse):
+        return _export(db, lakehouse, progress)
+
+
+@contextmanager
+def _one_export_at_a_time(lakehouse: Lakehouse) -> Iterator[None]:
+    """Exports of one home take turns (the control plane's and the CLI's alike): each one
+    reads the table's state and writes what it lacks, so two at once would both add the
+    same rows. An exclusive lock on a file in the home's logs."""
+    import fcntl
+
+    folder = lakehouse.settings.home / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "export.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _export(db: Database, lakehouse: Lakehouse, progress: Progress | None) -> ExportResult:
     newest, known, waiting = _table_state(lakehouse)
     since = 0 if newest is None else max(0, newest - GRACE_MS)
     kinds = _feature_kinds(db)

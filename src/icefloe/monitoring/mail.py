@@ -19,6 +19,7 @@ from icefloe.config import Settings
 from icefloe.monitoring.webhooks import ATTEMPTS, BACKOFF_S, Delivery
 
 TIMEOUT_S = 10.0
+LOOPBACK = ("localhost", "127.0.0.1", "::1")  # the password never leaves the machine
 
 
 def message(settings: Settings, to: str, payload: dict[str, Any]) -> EmailMessage:
@@ -54,6 +55,9 @@ def send(settings: Settings, to: str, payload: dict[str, Any]) -> Delivery:
                 if settings.smtp_starttls:
                     smtp.starttls(context=ssl.create_default_context())
                 if settings.smtp_user:
+                    if not settings.smtp_starttls and settings.smtp_host not in LOOPBACK:
+                        return Delivery(False, attempt, "refusing to send the SMTP password "
+                                        "without STARTTLS: set smtp_starttls")
                     smtp.login(settings.smtp_user, settings.smtp_password)
                 smtp.send_message(mail)
             return Delivery(True, attempt)

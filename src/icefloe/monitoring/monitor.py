@@ -1,10 +1,10 @@
 """Monitoring a deployment: export the log, read the window, measure it, keep the result.
 
 The window's rows are read from ``monitoring.predictions`` (columns, with an Iceberg row
-filter: never the JSON log); the reference is the ``profile.json`` of the build the
-deployment serves. Every run's figures are appended to ``monitoring.metrics`` (one row per
-figure: deployment, window_spec, its start and end, metric, feature, value, samples, status), so
-a SQL report can follow them over time.
+filter: never the JSON log), those of the build the deployment serves now; the reference is
+that build's ``profile.json``. Every run's figures are appended to ``monitoring.metrics``
+(one row per figure: deployment, window_spec, its start and end, metric, feature, value,
+samples, status), so a SQL report can follow them over time.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _measure(db: Database, lakehouse: Lakehouse, deployment_id: str, window: str
         model, version, build_id = dep.model_name, dep.model_version, dep.build_id
     export_predictions(db, lakehouse)
     end = int(time.time() * 1000) if now_ms is None else now_ms
-    rows = _window_rows(lakehouse, deployment_id, end, span.span_ms, span.last)
+    rows = _window_rows(lakehouse, deployment_id, build_id, end, span.span_ms, span.last)
     start = (end - span.span_ms) if span.span_ms is not None else (
         int(min(rows.column("timestamp_ms").to_pylist())) if rows.num_rows else end)
     profile = _profile(build_path)
@@ -102,15 +102,19 @@ def _measure(db: Database, lakehouse: Lakehouse, deployment_id: str, window: str
     return result, rows
 
 
-def _window_rows(lakehouse: Lakehouse, deployment_id: str, end: int, span_ms: int | None,
-                 last: int | None) -> pa.Table:
+def _window_rows(lakehouse: Lakehouse, deployment_id: str, build_id: str, end: int,
+                 span_ms: int | None, last: int | None) -> pa.Table:
+    """The window's rows of the build the deployment serves (after a redeploy the old
+    build's rows would be measured against the new build's profile)."""
     try:
         table = lakehouse.table(PREDICTIONS)
     except NotFoundError:
         return _empty()
-    if not UUID.fullmatch(deployment_id):  # an id from the store; never filter syntax
-        raise NotFoundError(f"deployment {deployment_id!r} does not exist")
-    condition = f"deployment = '{deployment_id}' AND timestamp_ms <= {int(end)}"
+    if not (UUID.fullmatch(deployment_id) and UUID.fullmatch(build_id)):
+        raise NotFoundError(f"deployment {deployment_id!r} does not exist")  # ids from the
+        # store only: never filter syntax
+    condition = (f"deployment = '{deployment_id}' AND build = '{build_id}' AND "
+                 f"timestamp_ms <= {int(end)}")
     if span_ms is not None:
         condition += f" AND timestamp_ms >= {int(end - span_ms)}"
     rows: pa.Table = table.scan(row_filter=condition).to_arrow()

@@ -6,9 +6,10 @@ build, so drift is measured against it without reading the training data again. 
 the snapshot and fingerprint it came from.
 
 Per numeric feature: equal-height bin edges (quantiles of the non-null values; ties merge
-bins, so a column with few distinct values has fewer), the count in each bin, nulls, min and
-max. Per string feature: the frequency of each category (the :data:`MAX_CATEGORIES` most
-frequent; the rest are counted together in the unknown bucket) and nulls. The model's own
+bins; a column with no more distinct values than bins gets one bin per value), the count in
+each bin, nulls, min and max. Per string feature: the frequency of each category (the
+:data:`MAX_CATEGORIES` most frequent; the rest are counted together in the unknown bucket)
+and nulls. The model's own
 scores on the test rows get the numeric treatment. Pure functions over NumPy arrays and
 plain data.
 
@@ -115,11 +116,17 @@ def numeric_profile(values: Sequence[float] | np.ndarray, bins: int = BINS) -> N
     nulls = int(data.size - finite.size)
     if finite.size == 0:
         return NumericProfile([], [], int(data.size), nulls, None, None)
-    # Quantiles that are values of the data, so ties merge bins instead of inventing edges.
-    edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1),
-                                  method="inverted_cdf"))
-    if edges.size == 1:  # one value only: one bin holding every row
-        edges = np.array([edges[0], edges[0]])
+    distinct = np.unique(finite)
+    if distinct.size <= bins:
+        # Few values (a flag, a term of 36 or 60 months): one bin per value, so a move of
+        # rows from one value to another is seen.
+        edges = np.append(distinct, np.nextafter(distinct[-1], np.inf))
+    else:
+        # Quantiles that are values of the data, so ties merge bins instead of inventing
+        # edges; the top edge sits just above the maximum, so the maximum's bin is its own.
+        edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1),
+                                      method="inverted_cdf"))
+        edges[-1] = np.nextafter(edges[-1], np.inf)
     counts = np.bincount(_bin_index(edges, finite), minlength=edges.size - 1)
     return NumericProfile([float(e) for e in edges], [int(c) for c in counts], int(data.size),
                           nulls, float(finite.min()), float(finite.max()))

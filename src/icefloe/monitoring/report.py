@@ -122,8 +122,9 @@ def _drift_chart(figures: list[dict[str, Any]]) -> str:
     for i, f in enumerate(bars):
         yy = PAD + i * row_h
         label = f"{f['feature']} ({'PSI' if f['metric'] == 'psi' else 'JS'})"
-        colour = "#d62728" if f["value"] >= PSI_LEVELS[-1][0] else (
-            "#ff7f0e" if f["value"] >= PSI_LEVELS[0][0] else "#2ca02c")
+        colour = "#1f77b4" if f["metric"] != "psi" else (  # the PSI levels are PSI's only
+            "#d62728" if f["value"] >= PSI_LEVELS[-1][0] else (
+                "#ff7f0e" if f["value"] >= PSI_LEVELS[0][0] else "#2ca02c"))
         parts.append(f'<text x="4" y="{yy + 14}" class="s">{html.escape(label[:34])}</text>'
                      f'<rect x="{left}" y="{yy + 3}" width="{x(f["value"]) - left:.1f}" '
                      f'height="{row_h - 8}" fill="{colour}"/>'

@@ -61,6 +61,8 @@ class RuleSpec:
                                     "give no feature")
         if len(self.feature) > 255:
             raise InvalidInputError("feature is longer than 255 characters")
+        if any(ord(c) < 32 or ord(c) == 127 for c in self.feature):
+            raise InvalidInputError("feature holds a control character")
         if self.comparison not in COMPARISONS:
             raise InvalidInputError(f"comparison {self.comparison!r} is not one of "
                                     f"{', '.join(COMPARISONS)}")
@@ -87,7 +89,9 @@ def holds(comparison: str, value: float, threshold: float) -> bool:
 def next_state(state: str, since: datetime, now: datetime, spec: RuleSpec,
                value: float | None, samples: int) -> str | None:
     """The state a rule moves to, or None if it stays (see the module)."""
-    if value is None or samples < spec.min_samples:
+    # The request count is its own evidence: no traffic at all is what a low-traffic rule
+    # is for.
+    if value is None or (samples < spec.min_samples and spec.metric != "requests"):
         return None
     if (now - since).total_seconds() < spec.cooldown_s:
         return None

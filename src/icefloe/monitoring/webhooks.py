@@ -1,8 +1,9 @@
 """Alert webhooks: where they may go, how they are signed, how they are sent.
 
-A webhook URL must be ``http`` or ``https`` with a host whose every address is public: a
-loopback, private, link-local (cloud metadata at 169.254.169.254 included), multicast,
-reserved or unspecified address is refused with the address named, unless the host or a
+A webhook URL must be ``http`` or ``https`` with a host whose every address is globally
+routable (IPv4 inside IPv6 unwrapped): a loopback, private, shared (100.64.0.0/10),
+link-local (cloud metadata at 169.254.169.254 included), site-local, multicast, reserved or
+unspecified address is refused with the address named, unless the host or a
 network holding the address is on the ``webhook_allowlist`` setting. The check runs when a
 rule is made (no request is sent to a refused target) and again before each delivery (a name
 may resolve elsewhere later). Deliveries are JSON POSTs signed with HMAC-SHA256 under the
@@ -55,11 +56,18 @@ def _allowed(host: str, address: Address, allowlist: str) -> bool:
 
 
 def _internal(address: Address) -> bool:
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
-    return bool(address.is_loopback or address.is_private or address.is_link_local
-                or address.is_multicast or address.is_reserved or address.is_unspecified)
+    """Anything but a globally routable address (IPv4 inside IPv6 unwrapped first):
+    loopback, private, link-local (cloud metadata), shared (100.64.0.0/10), site-local,
+    multicast, reserved, unspecified."""
+    for wrapped in ("ipv4_mapped", "sixtofour"):
+        inner = getattr(address, wrapped, None)
+        if inner is not None:
+            return _internal(inner)
+    teredo = getattr(address, "teredo", None)
+    if teredo is not None:
+        return any(_internal(a) for a in teredo)
+    return (not address.is_global or address.is_multicast
+            or bool(getattr(address, "is_site_local", False)))
 
 
 def check_url(url: str, allowlist: str = "") -> str:
