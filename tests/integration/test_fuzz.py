@@ -39,6 +39,7 @@ from icefloe.store.orm import Build, Deployment
 
 EXAMPLES = int(os.environ.get("ICEFLOE_FUZZ_EXAMPLES", "60"))
 NOT_JSON = {"/metrics"}  # Prometheus text
+HTML = {"/api/v2/models/deployments/{deployment_id}/report"}  # a page when it succeeds
 
 # Headers a caller controls beyond the schema's parameters: content types FastAPI parses or
 # not, garbled lengths and encodings, and arbitrary names with latin-1 values.
@@ -109,6 +110,9 @@ def _problem(response: Any, path: str) -> str | None:
     if response.status_code == 204 or path in NOT_JSON:
         return None
     kinds = {k.lower(): v for k, v in response.headers.items()}.get("content-type", [""])
+    if path in HTML and response.status_code == 200:
+        return None if kinds and kinds[0].startswith("text/html") else \
+            f"200 answered {kinds} instead of HTML"
     if not kinds or not kinds[0].startswith("application/json"):
         return f"{response.status_code} answered {kinds} instead of JSON"
     try:
