@@ -36,8 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from icefloe.monitoring.drift import categorical_drift, numeric_drift
-from icefloe.monitoring.profile import categorical_from_counts, numeric_profile
-from icefloe.monitoring.windows import arrow_category_counts
+from icefloe.monitoring.profile import categorical_from_counts, category_counts, numeric_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIDENTLY_VENV = ROOT / ".venv-bench-evidently"
@@ -83,7 +82,7 @@ def icefloe_drift(reference: pa.Table, current: pa.Table) -> tuple[float, float,
                for i in range(NUMBERS)}
     categorical = {}
     for i in range(CATEGORIES):
-        counts, nulls = arrow_category_counts(reference.column(f"c{i}"))
+        counts, nulls = category_counts(reference.column(f"c{i}"))
         categorical[f"c{i}"] = categorical_from_counts(counts, nulls)
     profiled = time.perf_counter() - started
     started = time.perf_counter()
@@ -91,7 +90,7 @@ def icefloe_drift(reference: pa.Table, current: pa.Table) -> tuple[float, float,
     for name, ref in numeric.items():
         figures += numeric_drift(name, ref, current.column(name).to_numpy())
     for name, cat in categorical.items():
-        counts, nulls = arrow_category_counts(current.column(name))
+        counts, nulls = category_counts(current.column(name))
         figures += categorical_drift(name, cat, counts, nulls)
     measured = time.perf_counter() - started
     psis = {f.feature: round(f.value, 3) for f in figures

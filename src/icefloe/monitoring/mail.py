@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import smtplib
 import ssl
-import time
 from email.message import EmailMessage
 from typing import Any
 
 from icefloe.config import Settings
-from icefloe.monitoring.webhooks import ATTEMPTS, BACKOFF_S, Delivery
+from icefloe.monitoring.webhooks import Delivery, retried
 
 TIMEOUT_S = 10.0
 LOOPBACK = ("localhost", "127.0.0.1", "::1")  # the password never leaves the machine
@@ -47,8 +46,8 @@ def send(settings: Settings, to: str, payload: dict[str, Any]) -> Delivery:
     if not settings.smtp_host:
         return Delivery(False, 0, "no mail server: set smtp_host")
     mail = message(settings, to, payload)
-    error = ""
-    for attempt in range(1, ATTEMPTS + 1):
+
+    def send_once() -> tuple[str, str]:
         try:
             with smtplib.SMTP(settings.smtp_host, settings.smtp_port,
                               timeout=TIMEOUT_S) as smtp:
@@ -56,17 +55,16 @@ def send(settings: Settings, to: str, payload: dict[str, Any]) -> Delivery:
                     smtp.starttls(context=ssl.create_default_context())
                 if settings.smtp_user:
                     if not settings.smtp_starttls and settings.smtp_host not in LOOPBACK:
-                        return Delivery(False, attempt, "refusing to send the SMTP password "
-                                        "without STARTTLS: set smtp_starttls")
+                        return "refused", ("refusing to send the SMTP password without "
+                                           "STARTTLS: set smtp_starttls")
                     smtp.login(settings.smtp_user, settings.smtp_password)
                 smtp.send_message(mail)
-            return Delivery(True, attempt)
+            return "sent", ""
         except smtplib.SMTPResponseException as exc:
-            error = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:500]
-            if not 400 <= exc.smtp_code < 500:
-                return Delivery(False, attempt, error)  # refused for good
+            temporary = 400 <= exc.smtp_code < 500
+            return ("retry" if temporary else "refused"), \
+                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:500]
         except (smtplib.SMTPException, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        if attempt < ATTEMPTS:
-            time.sleep(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)])
-    return Delivery(False, ATTEMPTS, error)
+            return "retry", f"{type(exc).__name__}: {exc}"[:500]
+
+    return retried(send_once)

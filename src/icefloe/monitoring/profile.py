@@ -162,6 +162,18 @@ def categorical_profile(values: Sequence[str | None],
     return categorical_from_counts(counts, nulls, max_categories)
 
 
+def category_counts(column: Any) -> tuple[dict[str, int], int]:
+    """Category counts of an Arrow string column (nulls apart), counted by Arrow, and its
+    nulls. Dictionary-encoded columns are counted by code, without a string per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    plain = column if pa.types.is_dictionary(column.type) else column.cast(pa.string())
+    counts = {str(entry["values"]): int(entry["counts"])
+              for entry in pc.value_counts(plain).to_pylist() if entry["values"] is not None}
+    return counts, int(column.null_count)
+
+
 def categorical_from_counts(counts: Mapping[str, int], nulls: int,
                             max_categories: int = MAX_CATEGORIES) -> CategoricalProfile:
     """A categorical profile from value counts already made (e.g. by Arrow)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from icefloe.ml.spec import FeatureSet
-from icefloe.monitoring.profile import BINS, ReferenceProfile, build_profile
+from icefloe.monitoring.profile import BINS, ReferenceProfile, build_profile, category_counts
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,20 +28,13 @@ def profile_arrow(rows: pa.Table, features: FeatureSet, scores: np.ndarray, *, t
                   bins: int = BINS) -> ReferenceProfile:
     """The profile of ``features`` in the Arrow rows of a snapshot and of ``scores``."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     numeric = {name: rows.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False)
                for name in features.numeric}
     categorical: dict[str, dict[str, int]] = {}
     nulls: dict[str, int] = {}
     for name in features.categorical:
-        column = rows.column(name)
-        counts: dict[str, int] = {}
-        for entry in pc.value_counts(column.cast(pa.string())).to_pylist():
-            if entry["values"] is not None:
-                counts[entry["values"]] = int(entry["counts"])
-        categorical[name] = counts
-        nulls[name] = int(column.null_count)
+        categorical[name], nulls[name] = category_counts(rows.column(name))
     return build_profile(numeric, categorical, nulls, np.asarray(scores, dtype=np.float64),
                          table=table, snapshot_id=snapshot_id, fingerprint=fingerprint,
                          rows=rows.num_rows, scores_from=scores_from, bins=bins)

@@ -19,6 +19,7 @@ import ipaddress
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,6 +110,22 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def retried(send_once: Callable[[], tuple[str, str]]) -> Delivery:
+    """Run ``send_once`` up to :data:`ATTEMPTS` times with backoff (webhooks and e-mail
+    alike). It answers ``("sent", "")``, ``("retry", why)``, ``("refused", why)`` (refused
+    for good: not tried again) or ``("unsent", why)`` (refused before anything was sent)."""
+    error = ""
+    for attempt in range(1, ATTEMPTS + 1):
+        outcome, error = send_once()
+        if outcome == "sent":
+            return Delivery(True, attempt)
+        if outcome in ("refused", "unsent"):
+            return Delivery(False, attempt - (outcome == "unsent"), error)
+        if attempt < ATTEMPTS:
+            time.sleep(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)])
+    return Delivery(False, ATTEMPTS, error)
+
+
 def deliver(url: str, payload: dict[str, Any], secret: str, allowlist: str = "") -> Delivery:
     """POST ``payload`` to ``url``, signed, with retries (see the module); never raises."""
     import httpx
@@ -116,23 +133,20 @@ def deliver(url: str, payload: dict[str, Any], secret: str, allowlist: str = "")
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(secret, body),
                "User-Agent": "icefloe-alerts"}
-    error = ""
-    for attempt in range(1, ATTEMPTS + 1):
+
+    def send_once() -> tuple[str, str]:
         try:
             check_url(url, allowlist)
         except InvalidInputError as exc:
-            return Delivery(False, attempt - 1, exc.message)
+            return "unsent", exc.message
         try:
             with httpx.Client(timeout=TIMEOUT_S, follow_redirects=False) as client:
                 response = client.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        else:
-            if 200 <= response.status_code < 300:
-                return Delivery(True, attempt)
-            error = f"HTTP {response.status_code}"
-            if response.status_code != 429 and response.status_code < 500:
-                return Delivery(False, attempt, error)  # refused for good: no retry
-        if attempt < ATTEMPTS:
-            time.sleep(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)])
-    return Delivery(False, ATTEMPTS, error)
+            return "retry", f"{type(exc).__name__}: {exc}"[:500]
+        if 200 <= response.status_code < 300:
+            return "sent", ""
+        retry = response.status_code == 429 or response.status_code >= 500
+        return ("retry" if retry else "refused"), f"HTTP {response.status_code}"
+
+    return retried(send_once)

@@ -20,7 +20,7 @@ import numpy as np
 from icefloe.errors import InvalidInputError
 from icefloe.monitoring.drift import Figure, categorical_drift, numeric_drift
 from icefloe.monitoring.export import column_name
-from icefloe.monitoring.profile import ReferenceProfile, bin_counts, psi
+from icefloe.monitoring.profile import ReferenceProfile, bin_counts, category_counts, psi
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -85,22 +85,10 @@ def window_figures(rows: pa.Table, profile: ReferenceProfile | None,
         for name, cat in profile.categorical.items():
             column = column_name(name)
             if column in rows.column_names:
-                categories, nulls = arrow_category_counts(rows.column(column))
+                categories, nulls = category_counts(rows.column(column))
                 figures += categorical_drift(name, cat, categories, nulls)
     figures += _quality(rows, scores)
     return figures
-
-
-def arrow_category_counts(column: Any) -> tuple[dict[str, int], int]:
-    """Category counts of an Arrow string column (nulls apart), counted by Arrow."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    # Dictionary-encoded columns are counted by code, without making a string per row.
-    plain = column if pa.types.is_dictionary(column.type) else column.cast(pa.string())
-    counts = {str(entry["values"]): int(entry["counts"])
-              for entry in pc.value_counts(plain).to_pylist() if entry["values"] is not None}
-    return counts, int(column.null_count)
 
 
 def _quality(rows: pa.Table, scores: np.ndarray) -> list[Figure]:
