@@ -29,8 +29,8 @@ def test_every_route_needs_a_key_unless_public(tmp_path: Path) -> None:
             return out
 
     for method, path, status in asyncio.run(probe()):
-        if path in PUBLIC_PATHS:
-            assert status == 200, (method, path)
+        if path in PUBLIC_PATHS:  # answered without a key (the token route wants a form)
+            assert status in (200, 422), (method, path, status)
         else:
             assert status == 401, (method, path, status)
 

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
 from icefloe.api.admin import add_admin_routes
+from icefloe.api.cde import add_cde_routes, add_token_route
 from icefloe.api.limits import BodyLimits
 from icefloe.api.monitoring import add_monitoring_routes
 from icefloe.api.projects import add_project_routes
@@ -133,6 +134,8 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     add_model_routes(router, database, settings, supervisor, predictions)
     add_monitoring_routes(router, database, settings)
     app.include_router(router)
+    add_token_route(app, database, refusals)
+    add_cde_routes(app, database, the_runner)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def prometheus() -> PlainTextResponse:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from icefloe.auth.middleware import actor, principal_of
@@ -120,7 +121,77 @@ class JobPatch(BaseModel):
     paused: bool | None = None
 
 
-def _reachable(s: Session, request: Request, project_id: str) -> Project:
+class RunIn(BaseModel):
+    """Start a run (CML's body; an empty body runs the job as it is defined)."""
+
+    arguments: Annotated[str | None, TEXT] = Field(
+        None, description="This run's arguments instead of the job's")
+    environment: Variables | None = Field(
+        None, description="Variables added to the job's for this run only")
+
+
+IDEMPOTENCY_KEY = Header(None, max_length=255, description=(
+    "A repeated key for the same job answers with the run the first request started "
+    "(running or ended) instead of starting another"))
+
+
+def request_run(database: Database, request: Request, project_id: str, job_ref: str, *,
+                by_name: bool = False, idempotency_key: str | None = None,
+                arguments: str | None = None, environment: dict[str, str] | None = None,
+                number: bool = False) -> tuple[dict[str, Any], bool]:
+    """Start a run of a job, or find the one an earlier request with the same key started.
+
+    Args:
+        database: The platform DB.
+        request: The HTTP request (its principal triggers the run).
+        project_id: The job's project.
+        job_ref: The job's id (or its name with ``by_name``).
+        by_name: Find the job by name.
+        idempotency_key: The caller's key for this request (None: always a new run).
+        arguments: The run's own arguments (None: the job's).
+        environment: Variables added to the job's for this run.
+        number: Also give the run its integer id (``"number"``) for the CDE routes.
+
+    Returns:
+        The run in the CML shape, and whether this request started it.
+    """
+    if environment:
+        check_variables(environment, "environment")
+    principal = principal_of(request.scope)
+    who = actor(request.scope)
+
+    def existing(s: Session, job: Job) -> dict[str, Any] | None:
+        run = repo.run_by_key(s, job.id, idempotency_key) if idempotency_key else None
+        if run is None:
+            return None
+        return {**run_json(run), **({"number": repo.run_number(s, run.id)} if number else {})}
+
+    for _ in range(2):
+        try:
+            with database.session() as s:
+                reachable(s, request, project_id)
+                job = (repo.get_job_by_name(s, project_id, job_ref) if by_name
+                       else repo.get_job(s, project_id, job_ref))
+                found = existing(s, job)
+                if found is not None:
+                    return found, False
+                run = repo.create_run(s, job, "api", who,
+                                      run_as=principal.user if principal else "",
+                                      idempotency_key=idempotency_key, arguments=arguments,
+                                      environment=environment)
+                repo.audit(s, who, "run.create", f"run/{run.id}", "ok", job.name)
+                out = run_json(run)
+                if number:
+                    out["number"] = repo.run_number(s, run.id)
+                return out, True
+        except IntegrityError:
+            # Another request with the same key won the race: the next pass finds its run.
+            continue
+    raise InvalidInputError(f"idempotency key {idempotency_key!r} is in use and its run "
+                            "could not be read; try again")
+
+
+def reachable(s: Session, request: Request, project_id: str) -> Project:
     """The project, or 404 when it does not exist or the caller may not see it."""
     principal = principal_of(request.scope)
     if principal is not None and not principal.reaches(project_id):
@@ -185,13 +256,13 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
     @router.get("/projects/{project_id}")
     def get_project(project_id: str, request: Request) -> dict[str, Any]:
         with database.session() as s:
-            return project_json(_reachable(s, request, project_id))
+            return project_json(reachable(s, request, project_id))
 
     @router.delete("/projects/{project_id}", status_code=204)
     def delete_project(project_id: str, request: Request) -> None:
         _people_only(request, "delete projects")
         with database.session() as s:
-            project = _reachable(s, request, project_id)
+            project = reachable(s, request, project_id)
             repo.delete_project(s, project.id)
             repo.audit(s, actor(request.scope), "project.delete", f"project/{project_id}",
                        "ok", project.name)
@@ -201,7 +272,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
                   page_size: int = PAGE_SIZE, page_token: str | None = PAGE_TOKEN
                   ) -> dict[str, Any]:
         with database.session() as s:
-            _reachable(s, request, project_id)
+            reachable(s, request, project_id)
             rows, token = repo.list_jobs(s, project_id, search=search, page_size=page_size,
                                          page_token=page_token)
             return {"jobs": [job_json(j) for j in rows], "next_page_token": token}
@@ -211,7 +282,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
         fields = _job_fields(body, settings, exclude_unset=False)
         principal = principal_of(request.scope)
         with database.session() as s:
-            _reachable(s, request, project_id)
+            reachable(s, request, project_id)
             job = repo.create_job(s, project_id, fields,
                                   created_by=principal.user if principal else "")
             repo.audit(s, actor(request.scope), "job.create", f"job/{job.id}", "ok", job.name)
@@ -220,7 +291,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
     @router.get("/projects/{project_id}/jobs/{job_id}")
     def get_job(project_id: str, job_id: str, request: Request) -> dict[str, Any]:
         with database.session() as s:
-            _reachable(s, request, project_id)
+            reachable(s, request, project_id)
             return job_json(repo.get_job(s, project_id, job_id))
 
     @router.patch("/projects/{project_id}/jobs/{job_id}")
@@ -228,7 +299,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
                    request: Request) -> dict[str, Any]:
         fields = _job_fields(body, settings, exclude_unset=True)
         with database.session() as s:
-            _reachable(s, request, project_id)
+            reachable(s, request, project_id)
             job = repo.update_job(s, project_id, job_id, fields)
             repo.audit(s, actor(request.scope), "job.update", f"job/{job.id}", "ok")
             return job_json(job)
@@ -236,27 +307,28 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
     @router.delete("/projects/{project_id}/jobs/{job_id}", status_code=204)
     def delete_job(project_id: str, job_id: str, request: Request) -> None:
         with database.session() as s:
-            _reachable(s, request, project_id)
+            reachable(s, request, project_id)
             repo.delete_job(s, project_id, job_id)
             repo.audit(s, actor(request.scope), "job.delete", f"job/{job_id}", "ok")
 
     @router.post("/projects/{project_id}/jobs/{job_id}/runs", status_code=201)
-    def create_run(project_id: str, job_id: str, request: Request) -> dict[str, Any]:
-        principal = principal_of(request.scope)
-        with database.session() as s:
-            _reachable(s, request, project_id)
-            job = repo.get_job(s, project_id, job_id)
-            run = repo.create_run(s, job, "api", actor(request.scope),
-                                  run_as=principal.user if principal else "")
-            repo.audit(s, actor(request.scope), "run.create", f"run/{run.id}", "ok", job.name)
-            return run_json(run)
+    def create_run(project_id: str, job_id: str, request: Request, response: Response,
+                   body: RunIn | None = None,
+                   idempotency_key: str | None = IDEMPOTENCY_KEY) -> dict[str, Any]:
+        run, started = request_run(
+            database, request, project_id, job_id, idempotency_key=idempotency_key,
+            arguments=body.arguments if body else None,
+            environment=body.environment if body else None)
+        if not started:
+            response.status_code = 200  # the run an earlier request with this key started
+        return run
 
     @router.get("/projects/{project_id}/jobs/{job_id}/runs")
     def list_runs(project_id: str, job_id: str, request: Request,
                   page_size: int = PAGE_SIZE, page_token: str | None = PAGE_TOKEN
                   ) -> dict[str, Any]:
         with database.session() as s:
-            _reachable(s, request, project_id)
+            reachable(s, request, project_id)
             rows, token = repo.list_runs(s, project_id, job_id, page_size=page_size,
                                          page_token=page_token)
             return {"job_runs": [run_json(r) for r in rows], "next_page_token": token}
@@ -267,7 +339,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
                  operation_id="stop_run")
     def stop_run(project_id: str, job_id: str, run_id: str, request: Request) -> dict[str, Any]:
         with database.session() as s:
-            _reachable(s, request, project_id)
+            reachable(s, request, project_id)
             repo.get_run(s, project_id, job_id, run_id)
         stopped = runner.stop(run_id, reason=f"stopped by {actor(request.scope)}")
         with database.session() as s:
@@ -278,14 +350,14 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
     @router.get("/projects/{project_id}/jobs/{job_id}/runs/{run_id}")
     def get_run(project_id: str, job_id: str, run_id: str, request: Request) -> dict[str, Any]:
         with database.session() as s:
-            _reachable(s, request, project_id)
+            reachable(s, request, project_id)
             return run_json(repo.get_run(s, project_id, job_id, run_id))
 
     @router.get("/projects/{project_id}/jobs/{job_id}/runs/{run_id}/logs")
     def run_logs(project_id: str, job_id: str, run_id: str, request: Request,
                  offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, Any]:
         with database.session() as s:
-            _reachable(s, request, project_id)
+            reachable(s, request, project_id)
             run = repo.get_run(s, project_id, job_id, run_id)
             path = runner.log_path(run)
             status = run.status

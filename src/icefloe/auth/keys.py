@@ -1,9 +1,12 @@
-"""API keys and run tokens in the platform store.
+"""API keys, access tokens and run tokens in the platform store.
 
-An API key (``ifk_<prefix>_<secret>``) belongs to a user and carries a role. A run token
-(``ifr_<prefix>_<secret>``) is made when a job run starts and deleted when it ends: it acts
-as the user who triggered the run, inside the run's project only, and is refused once the
-run is no longer active or its lifetime is over. Only salted hashes are stored.
+An API key (``ifk_<prefix>_<secret>``) belongs to a user and carries a role. An access token
+(``ift_<prefix>_<secret>``) is exchanged for an API key through the OAuth2 token route: it
+acts exactly as its key for :data:`ACCESS_TOKEN_LIFE` and dies with it when the key is
+revoked. A run token (``ifr_<prefix>_<secret>``) is made when a job run starts and deleted
+when it ends: it acts as the user who triggered the run, inside the run's project only, and
+is refused once the run is no longer active or its lifetime is over. Only salted hashes are
+stored.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from icefloe.auth.principals import ROLES, Principal, run_role
 from icefloe.errors import InvalidInputError, NotFoundError
 from icefloe.jobs import states
 from icefloe.names import valid_name
-from icefloe.store.orm import ApiKey, Run, RunToken, User
+from icefloe.store.orm import AccessToken, ApiKey, Run, RunToken, User
 from icefloe.store.repo import new_id, now
 
+ACCESS_TOKEN_LIFE = timedelta(hours=1)
 RUN_TOKEN_GRACE = timedelta(minutes=10)
 RUN_TOKEN_MAX_LIFE = timedelta(hours=24)
 
@@ -53,12 +57,59 @@ def _verify_api_key(s: Session, prefix: str, secret: str) -> Principal | None:
     return Principal(user.name if user else "?", key.role, key.id)
 
 
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# -- access tokens (OAuth2 client credentials) ----------------------------------------------
+
+def issue_access_token(s: Session, key_id: str, api_key: str) -> tuple[str, datetime] | None:
+    """Exchange an API key for an access token.
+
+    Args:
+        s: A store session.
+        key_id: The key's id as ``/api/v2/keys`` lists it (the OAuth2 client id).
+        api_key: The key itself (the client secret).
+
+    Returns:
+        ``(token, expires_at)``, or None when the pair is not a live key (one answer for an
+        unknown id, a wrong secret and a revoked key).
+    """
+    parts = digests.split(api_key, "ifk")
+    if parts is None:
+        digests.waste_time(api_key)
+        return None
+    principal = _verify_api_key(s, *parts)
+    if principal is None or principal.key_id != key_id:
+        return None
+    s.execute(delete(AccessToken).where(AccessToken.expires_at < now()))
+    presented, prefix, salt, stored = digests.new_secret("ift")
+    expires_at = now() + ACCESS_TOKEN_LIFE
+    s.add(AccessToken(prefix=prefix, secret_hash=stored, salt=salt, key_id=key_id,
+                      expires_at=expires_at))
+    s.flush()
+    return presented, expires_at
+
+
+def _verify_access_token(s: Session, prefix: str, secret: str) -> Principal | None:
+    token = s.get(AccessToken, prefix)
+    if not digests.matches(token.secret_hash if token else None,
+                           token.salt if token else None, secret) or token is None:
+        return None
+    key = s.get(ApiKey, token.key_id)
+    if key is None or key.revoked or _aware(token.expires_at) < datetime.now(UTC):
+        return None
+    user = s.get(User, key.user_id)
+    return Principal(user.name if user else "?", key.role, key.id)
+
+
 def revoke_api_key(s: Session, key_id: str) -> None:
     """Revoke a key by id (or prefix)."""
     key = s.get(ApiKey, key_id) or s.scalar(select(ApiKey).where(ApiKey.prefix == key_id))
     if key is None:
         raise NotFoundError(f"API key {key_id!r} does not exist")
     key.revoked = True
+    s.execute(delete(AccessToken).where(AccessToken.key_id == key.id))
 
 
 def list_api_keys(s: Session) -> list[dict[str, Any]]:
@@ -105,8 +156,7 @@ def _verify_run_token(s: Session, prefix: str, secret: str) -> Principal | None:
     if not digests.matches(token.secret_hash if token else None,
                            token.salt if token else None, secret) or token is None:
         return None
-    expires = token.expires_at if token.expires_at.tzinfo else token.expires_at.replace(
-        tzinfo=UTC)
+    expires = _aware(token.expires_at)
     status = s.scalar(select(Run.status).where(Run.id == token.run_id))
     if expires < datetime.now(UTC) or status not in states.ACTIVE:
         return None
@@ -115,9 +165,10 @@ def _verify_run_token(s: Session, prefix: str, secret: str) -> Principal | None:
 
 
 def verify(s: Session, presented: str) -> Principal | None:
-    """The principal of a presented API key or run token, or None (unknown, malformed,
-    revoked, expired, or the run has ended)."""
-    for kind, check in (("ifk", _verify_api_key), ("ifr", _verify_run_token)):
+    """The principal of a presented API key, access token or run token, or None (unknown,
+    malformed, revoked, expired, or the run has ended)."""
+    for kind, check in (("ifk", _verify_api_key), ("ifr", _verify_run_token),
+                        ("ift", _verify_access_token)):
         parts = digests.split(presented, kind)
         if parts is not None:
             return check(s, *parts)

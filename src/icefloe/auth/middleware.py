@@ -21,7 +21,8 @@ from icefloe.auth.principals import Principal
 from icefloe.auth.refusals import Refusals, source_of
 from icefloe.errors import IcefloeError
 
-PUBLIC_PATHS = frozenset({"/api/v2/health"})
+# The token route checks its own (HTTP Basic) credentials: see icefloe.api.cde.
+PUBLIC_PATHS = frozenset({"/api/v2/health", "/api/v0/auth/access-keys/token"})
 UNAUTHORIZED = {"error": {"type": "Unauthorized", "message": "missing or invalid API key"}}
 FORBIDDEN = {"error": {"type": "Forbidden", "message": "this key's role may not do that"}}
 

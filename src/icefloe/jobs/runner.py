@@ -203,7 +203,8 @@ class Runner:
         elif status in (states.FAILED, states.TIMEDOUT) and run.attempt <= job.retries:
             retry = repo.create_run(s, job, "retry", f"run/{run.id}",
                                     parent_run_id=run.parent_run_id,
-                                    attempt=run.attempt + 1, run_as=run.run_as)
+                                    attempt=run.attempt + 1, run_as=run.run_as,
+                                    arguments=run.arguments, environment=run.environment)
             # Exponential backoff: the retry waits in the queue until its time comes.
             retry.created_at = repo.now() + timedelta(
                 seconds=min(RETRY_BACKOFF_S * 2 ** (run.attempt - 1), 300))
@@ -291,7 +292,11 @@ class Runner:
             project = s.get(Project, run.project_id)
             assert job is not None and project is not None
             token = keys.issue_run_token(s, run, job.timeout)
-            job_snapshot = (job.script, job.arguments, dict(job.environment), job.timeout,
+            # A run may carry its own arguments and extra variables (the runs API's body,
+            # CDE's variables and overrides).
+            job_snapshot = (job.script,
+                            job.arguments if run.arguments is None else run.arguments,
+                            {**job.environment, **(run.environment or {})}, job.timeout,
                             job.secret_environment)
             project_path = project.path
             icefloe_run = Run(id=run.id, job_id=run.job_id, project_id=run.project_id)

@@ -69,6 +69,8 @@ class Run(Base):
     """One execution of a job."""
 
     __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("job_id", "idempotency_key",
+                                       name="uq_runs_job_idempotency_key"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -88,6 +90,21 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The caller's key for this request (Idempotency-Key, CDE requestID): the same key
+    # for the same job answers with this run instead of starting another.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # This run's own arguments and extra variables (None: the job's).
+    arguments: Mapped[str | None] = mapped_column(Text, nullable=True)
+    environment: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+
+
+class RunNumber(Base):
+    """The integer id a run is known by on the CDE routes (CDE's job-run ids are numbers)."""
+
+    __tablename__ = "run_numbers"
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        unique=True)
 
 
 class User(Base):
@@ -127,6 +144,18 @@ class RunToken(Base):
     role: Mapped[str] = mapped_column(String(16))
     project_id: Mapped[str] = mapped_column(String(36))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AccessToken(Base):
+    """A short-lived token exchanged for an API key (OAuth2 client credentials): only a
+    salted hash is stored; it dies with its key."""
+
+    __tablename__ = "access_tokens"
+    prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    salt: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class AuditEvent(Base):

@@ -19,7 +19,7 @@ from icefloe.jobs.graph import would_cycle
 from icefloe.jobs.spec import MAX_TEXT, check_job_fields
 from icefloe.names import valid_name
 from icefloe.paging import check_page_size, offset_of, token_for
-from icefloe.store.orm import AuditEvent, Build, Deployment, Job, Project, Run
+from icefloe.store.orm import AuditEvent, Build, Deployment, Job, Project, Run, RunNumber
 
 
 def now() -> datetime:
@@ -170,6 +170,14 @@ def get_job(s: Session, project_id: str, job_id: str) -> Job:
     return job
 
 
+def get_job_by_name(s: Session, project_id: str, name: str) -> Job:
+    """A job of a project, by its name."""
+    job = s.scalar(select(Job).where(Job.project_id == project_id, Job.name == name))
+    if job is None:
+        raise NotFoundError(f"job {name!r} does not exist in project {project_id!r}")
+    return job
+
+
 def list_jobs(s: Session, project_id: str, *, search: str | None = None, page_size: int = 100,
               page_token: str | None = None) -> tuple[list[Job], str]:
     """Jobs of a project by name."""
@@ -198,14 +206,52 @@ def child_jobs(s: Session, job: Job) -> list[Job]:
 # -- runs --------------------------------------------------------------------------------
 
 def create_run(s: Session, job: Job, trigger: str, triggered_by: str,
-               parent_run_id: str | None = None, attempt: int = 1, run_as: str = "") -> Run:
-    """Queue a run of ``job`` (state ENGINE_SCHEDULING) acting as the user ``run_as``."""
+               parent_run_id: str | None = None, attempt: int = 1, run_as: str = "", *,
+               idempotency_key: str | None = None, arguments: str | None = None,
+               environment: dict[str, str] | None = None) -> Run:
+    """Queue a run of ``job`` (state ENGINE_SCHEDULING) acting as the user ``run_as``.
+
+    Args:
+        idempotency_key: The caller's key for this request; a second run of the same job
+            with the same key fails on the store's unique constraint (see
+            :func:`run_by_key`).
+        arguments: This run's arguments instead of the job's (None: the job's).
+        environment: Variables added to the job's for this run only.
+    """
     run = Run(id=new_id(), job_id=job.id, project_id=job.project_id, status=states.SCHEDULING,
               trigger=trigger, triggered_by=triggered_by, run_as=run_as,
               parent_run_id=parent_run_id,
-              attempt=attempt, owner="", reason="", log_path="", created_at=now())
+              attempt=attempt, owner="", reason="", log_path="", created_at=now(),
+              idempotency_key=idempotency_key, arguments=arguments,
+              environment=environment or None)
     s.add(run)
     s.flush()
+    return run
+
+
+def run_by_key(s: Session, job_id: str, idempotency_key: str) -> Run | None:
+    """The run a request with this idempotency key already started for a job, if any."""
+    return s.scalar(select(Run).where(Run.job_id == job_id,
+                                      Run.idempotency_key == idempotency_key))
+
+
+def run_number(s: Session, run_id: str) -> int:
+    """The integer a run is known by on the CDE routes (given on first use)."""
+    number = s.scalar(select(RunNumber.number).where(RunNumber.run_id == run_id))
+    if number is None:
+        row = RunNumber(run_id=run_id)
+        s.add(row)
+        s.flush()
+        number = row.number
+    return number
+
+
+def run_of_number(s: Session, project_id: str, number: int) -> Run:
+    """The run behind a CDE job-run id, in a project."""
+    run = s.scalar(select(Run).join(RunNumber, RunNumber.run_id == Run.id)
+                   .where(RunNumber.number == number, Run.project_id == project_id))
+    if run is None:
+        raise NotFoundError(f"job run {number} does not exist")
     return run
 
 
