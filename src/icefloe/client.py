@@ -163,9 +163,16 @@ class Client:
 
     # -- runs ----------------------------------------------------------------------------
 
-    def create_run(self, project_id: str, job_id: str) -> dict[str, Any]:
-        """Start a run of a job (its children follow when it succeeds)."""
-        return self._call("POST", f"/projects/{project_id}/jobs/{job_id}/runs")
+    def create_run(self, project_id: str, job_id: str, *, arguments: str | None = None,
+                   environment: dict[str, str] | None = None,
+                   idempotency_key: str | None = None) -> dict[str, Any]:
+        """Start a run (with its own arguments or extra variables if given). With an
+        ``idempotency_key``, a repeated call answers the run the first one started."""
+        body = {k: v for k, v in (("arguments", arguments), ("environment", environment))
+                if v is not None}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", f"/projects/{project_id}/jobs/{job_id}/runs",
+                          json=body or None, headers=headers)
 
     def list_runs(self, project_id: str, job_id: str) -> list[dict[str, Any]]:
         """Runs of a job, newest first."""
@@ -341,6 +348,15 @@ class Client:
         return str(self._call("GET", f"/models/deployments/{deployment_id}/report",
                               params={"window": window, "min_samples": min_samples},
                               as_text=True))
+
+    def sql(self, query: str, *, at: dict[str, int | str] | None = None,
+            output_table: str | None = None, mode: str = "overwrite",
+            max_rows: int = 100) -> dict[str, Any]:
+        """Run SQL on the lakehouse (SELECT only), pinned to snapshots with ``at``; the whole
+        result goes to ``output_table`` if given, ``max_rows`` rows come back."""
+        return self._call("POST", "/sql", json={"sql": query, "at": at,
+                                                "output_table": output_table, "mode": mode,
+                                                "max_rows": max_rows})
 
     def create_rule(self, deployment_id: str, *, metric: str, comparison: str,
                     threshold: float, target: str, secret: str, feature: str = "",

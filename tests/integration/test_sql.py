@@ -310,3 +310,53 @@ def test_sql_over_the_arrow_fallback_is_sandboxed_too(lakehouse: Lakehouse) -> N
     with pytest.raises(QueryError, match=REFUSED):
         lakehouse.sql(f"COPY (SELECT 1 AS x) TO '{data_file}' (FORMAT parquet)")
     assert data_file.read_bytes() == before
+
+
+def test_sql_through_the_api_pins_writes_a_table_and_bounds_rows(
+        lakehouse: Lakehouse, settings) -> None:
+    import asyncio
+
+    import httpx
+
+    from icefloe.api.app import create_app
+    from icefloe.auth import keys
+
+    first = lakehouse.write("shop.orders", pa.table({"cust": [1, 2, 3], "amt": [5.0, 7.0, 1.0]}),
+                            "create").snapshot
+    lakehouse.write("shop.orders", pa.table({"cust": [4], "amt": [9.0]}))
+    app = create_app(settings, start_runner=False)
+    with app.state.db.session() as s:
+        _, editor = keys.create_api_key(s, "ann", "editor")
+        _, viewer = keys.create_api_key(s, "vic", "viewer")
+
+    async def calls() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            as_editor = {"Authorization": f"Bearer {editor}"}
+            return [
+                await client.post("/api/v2/sql", headers=as_editor, json={
+                    "sql": "SELECT cust, amt FROM shop.orders ORDER BY cust",
+                    "at": {"shop.orders": first.snapshot_id}, "max_rows": 2,
+                    "output_table": "reports.orders_then"}),
+                await client.post("/api/v2/sql", headers=as_editor, json={
+                    "sql": "COPY (SELECT 1) TO 'x.csv'"}),
+                await client.post("/api/v2/sql", headers=as_editor, json={
+                    "sql": "SELECT 1", "output_table": "no-namespace"}),
+                await client.post("/api/v2/sql", headers={"Authorization": f"Bearer {viewer}"},
+                                  json={"sql": "SELECT 1"}),
+            ]
+
+    pinned, copy, bad_name, by_viewer = asyncio.run(calls())
+    assert pinned.status_code == 200, pinned.text
+    body = pinned.json()
+    assert body["row_count"] == 3 and body["truncated"] is True
+    assert body["rows"] == [{"cust": 1, "amt": 5.0}, {"cust": 2, "amt": 7.0}]
+    assert [c["name"] for c in body["columns"]] == ["cust", "amt"]
+    # The whole result, not the answered rows, is the new table's first snapshot.
+    assert body["output"]["rows"] == 3
+    assert lakehouse.read("reports.orders_then").num_rows == 3
+    assert lakehouse.current_snapshot("reports.orders_then").snapshot_id == \
+        body["output"]["snapshot_id"]
+    assert copy.status_code == 422 and "SELECT" in copy.text
+    assert bad_name.status_code == 422 and "no-namespace" in bad_name.text
+    assert by_viewer.status_code == 403

@@ -18,11 +18,13 @@ from starlette.exceptions import HTTPException
 
 from icefloe.api.admin import add_admin_routes
 from icefloe.api.cde import add_cde_routes, add_token_route
+from icefloe.api.lake import LazyLakehouse
 from icefloe.api.limits import BodyLimits
 from icefloe.api.monitoring import add_monitoring_routes
 from icefloe.api.projects import add_project_routes
 from icefloe.api.prometheus import MetricsMiddleware, RequestMetrics
 from icefloe.api.serving import add_model_routes, document_model_calls
+from icefloe.api.sql import add_sql_routes
 from icefloe.auth.cache import KeyCache
 from icefloe.auth.middleware import ApiKeyMiddleware
 from icefloe.auth.refusals import Refusals
@@ -132,7 +134,9 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     add_project_routes(router, database, settings, the_runner)
     add_admin_routes(router, database, keys)
     add_model_routes(router, database, settings, supervisor, predictions)
-    add_monitoring_routes(router, database, settings)
+    lakehouse = LazyLakehouse(settings)
+    add_monitoring_routes(router, database, settings, lakehouse)
+    add_sql_routes(router, database, lakehouse)
     app.include_router(router)
     add_token_route(app, database, refusals)
     add_cde_routes(app, database, the_runner)

@@ -3,21 +3,18 @@ state changes. Viewers may read; changing rules needs an editor (the middleware'
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from icefloe.api.lake import LazyLakehouse
 from icefloe.auth.middleware import actor
 from icefloe.config import Settings
 from icefloe.monitoring import alerts
 from icefloe.monitoring.rules import MAX_COOLDOWN_S, RuleSpec
 from icefloe.store.db import Database
-
-if TYPE_CHECKING:
-    from icefloe.lakehouse import Lakehouse
 
 WINDOW = Query("1h", max_length=16, description="30m, 1h, 7d (ending now) or 500 (the last)")
 
@@ -39,18 +36,9 @@ class RuleIn(BaseModel):
                                     "characters); never returned")
 
 
-def add_monitoring_routes(router: APIRouter, db: Database, settings: Settings) -> None:
+def add_monitoring_routes(router: APIRouter, db: Database, settings: Settings,
+                          lakehouse: LazyLakehouse) -> None:
     """Register the monitoring and alert routes on the /api/v2 router."""
-    opened: list[Lakehouse] = []
-    lock = threading.Lock()
-
-    def lakehouse() -> Lakehouse:
-        with lock:  # opened on first use: the app itself stays light to import
-            if not opened:
-                from icefloe.lakehouse import Lakehouse
-
-                opened.append(Lakehouse(settings))
-            return opened[0]
 
     @router.get("/models/deployments/{deployment_id}/monitoring")
     def monitoring(deployment_id: str, window: str = WINDOW,
