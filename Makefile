@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench clean airflow
 
 install: $(STAMP)
 
@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
+
+airflow:
+	bash airflow-provider/install-airflow.sh .venv-airflow
 
 demo: install
 	@# As root, demo jobs run as 'nobody': let it reach this Python (prints what it changes).
@@ -26,8 +29,10 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not e2e"
 
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench airflow-provider
 	$(BIN)/mypy src
+	@# The provider alone (Airflow is not installed here: its imports are not followed).
+	cd airflow-provider && ../$(BIN)/mypy --ignore-missing-imports icefloe_provider
 
 bench: install
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && \
@@ -40,4 +45,4 @@ bench: install
 	$(BIN)/python bench/monitoring.py
 
 clean:
-	rm -rf $(VENV) .icefloe .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-airflow .icefloe .pytest_cache .mypy_cache .ruff_cache
