@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 airflow:
 	bash airflow-provider/install-airflow.sh .venv-airflow
 
-demo: install
+demo: install airflow
 	@# As root, demo jobs run as 'nobody': let it reach this Python (prints what it changes).
 	@$(BIN)/python -c 'from icefloe.home import let_jobs_reach_python as f; \
 		[print("made traversable for the job user:", c) for c in f()]'

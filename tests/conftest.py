@@ -72,15 +72,29 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 def run_cli(
-    args: list[str], home: Path, *, check: bool = False, env: dict[str, str] | None = None
+    args: list[str], home: Path, *, check: bool = False, env: dict[str, str] | None = None,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real ``icefloe`` command in a subprocess with the given home."""
     full_env = {**os.environ, "ICEFLOE_HOME": str(home), "COLUMNS": "200", **(env or {})}
     proc = subprocess.run(
-        [*ICEFLOE, *args], capture_output=True, text=True, env=full_env, timeout=300, check=False
+        [*ICEFLOE, *args], capture_output=True, text=True, env=full_env, timeout=timeout,
+        check=False,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"icefloe {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+@pytest.fixture(scope="session")
+def airflow_venv() -> Path:
+    """Airflow 3.3 in its own virtualenv with icefloe's and Cloudera's providers (made once
+    by airflow-provider/install-airflow.sh; $ICEFLOE_AIRFLOW_VENV or ./.venv-airflow)."""
+    repo = Path(__file__).resolve().parents[1]
+    venv = Path(os.environ.get("ICEFLOE_AIRFLOW_VENV", repo / ".venv-airflow"))
+    subprocess.run(["bash", str(repo / "airflow-provider" / "install-airflow.sh"), str(venv)],
+                   check=True, timeout=900)
+    return venv
+

@@ -294,14 +294,24 @@ class Client:
         """One build (status, reason, checksum, input schema)."""
         return self._call("GET", f"/models/builds/{build_id}")
 
-    def redeploy(self, deployment_id: str, build_id: str) -> dict[str, Any]:
+    def redeploy(self, deployment_id: str, build_id: str, *,
+                 accept_new_fields: bool = False) -> dict[str, Any]:
         """Move a deployment to another READY build of its model with no dropped request.
 
+        Args:
+            deployment_id: The deployment to move.
+            build_id: A READY build of the deployment's model.
+            accept_new_fields: Move even if the build requires input fields the serving
+                build does not take (callers must send them from then on). New string
+                fields need no acceptance: calls without them score them as unknown.
+
         Raises:
+            ConflictError: The build requires new input fields (named in the message) and
+                ``accept_new_fields`` is off; the old build still serves.
             UnavailableError: The new build never became ready; the old one still serves.
         """
         return self._call("POST", f"/models/deployments/{deployment_id}:redeploy",
-                          json={"build_id": build_id})
+                          json={"build_id": build_id, "accept_new_fields": accept_new_fields})
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any]:
         """One deployment, with the status of its replicas."""
@@ -357,6 +367,10 @@ class Client:
         return self._call("POST", "/sql", json={"sql": query, "at": at,
                                                 "output_table": output_table, "mode": mode,
                                                 "max_rows": max_rows})
+
+    def export_predictions(self) -> dict[str, Any]:
+        """Bring ``monitoring.predictions`` up to date with the prediction log."""
+        return self._call("POST", "/monitoring/predictions:export")
 
     def create_rule(self, deployment_id: str, *, metric: str, comparison: str,
                     threshold: float, target: str, secret: str, feature: str = "",

@@ -15,7 +15,7 @@ from tests.integration.test_control_plane import ControlPlane, running
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = Path(__file__).parent / "dags"
-VENV = Path(os.environ.get("ICEFLOE_AIRFLOW_VENV", REPO / ".venv-airflow"))
+DEMO_DAGS = REPO / "src" / "icefloe" / "demo" / "dags"
 SCRIPTS = {
     "env.py": "import os, sys\nprint('args', sys.argv[1:])\nprint('BATCH', os.environ.get("
               "'BATCH'))\n",
@@ -37,21 +37,24 @@ class DagRun:
 class Airflow:
     """`airflow` commands against one migrated home."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, venv: Path, home: Path) -> None:
+        self.venv = venv
         self.home = home
         self.env = {**os.environ, "AIRFLOW_HOME": str(home),
                     "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
                     "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
                     "AIRFLOW__CORE__UNIT_TEST_MODE": "false",
-                    "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
+                    "PYTHONPATH": str(DEMO_DAGS),
+                    "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
 
     def run(self, *args: str, env: dict[str, str] | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(VENV / "bin" / "airflow"), *args], env={**self.env,
+        return subprocess.run([str(self.venv / "bin" / "airflow"), *args], env={**self.env,
                               **(env or {})}, capture_output=True, text=True, timeout=timeout)
 
-    def test_dag(self, dag_id: str, env: dict[str, str]) -> DagRun:
-        done = self.run("dags", "test", dag_id, env=env)
+    def test_dag(self, dag_id: str, env: dict[str, str], folder: Path = DAGS) -> DagRun:
+        done = self.run("dags", "test", dag_id, env={**env,
+                                                     "AIRFLOW__CORE__DAGS_FOLDER": str(folder)})
         with sqlite3.connect(self.home / "airflow.db") as db:
             rows = db.execute(
                 "SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ? AND "
@@ -62,14 +65,12 @@ class Airflow:
 
 
 @pytest.fixture(scope="session")
-def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
-    subprocess.run(["bash", str(REPO / "airflow-provider" / "install-airflow.sh"), str(VENV)],
-                   check=True, timeout=900)
+def airflow(airflow_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Airflow:
     # The provider talks REST only: icefloe itself is not in Airflow's environment.
-    alone = subprocess.run([str(VENV / "bin" / "python"), "-c", "import icefloe"],
+    alone = subprocess.run([str(airflow_venv / "bin" / "python"), "-c", "import icefloe"],
                            capture_output=True)
     assert alone.returncode != 0
-    flow = Airflow(tmp_path_factory.mktemp("airflow-home"))
+    flow = Airflow(airflow_venv, tmp_path_factory.mktemp("airflow-home"))
     migrated = flow.run("db", "migrate")
     assert migrated.returncode == 0, migrated.stderr[-3000:]
     return flow

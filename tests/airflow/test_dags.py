@@ -1,6 +1,8 @@
 """DAGs in a real Airflow 3.3 against a running icefloe: icefloe's provider, Cloudera's
 CDEJobRunOperator and a CML API v2 job operator, each task's outcome asserted on both sides."""
 
+import json
+
 from tests.airflow.conftest import Airflow, Platform
 
 
@@ -58,3 +60,22 @@ def test_dags_written_for_cdp_run_unchanged(airflow: Airflow, platform: Platform
     assert [r["status"] for r in platform.runs("other")] == ["ENGINE_SUCCEEDED"]
     # The token was fetched with the key's id and secret and never logged.
     assert platform.cp.key not in dag.output
+
+
+def test_the_demo_dags_parse_in_airflow(airflow: Airflow) -> None:
+    from tests.airflow.conftest import DEMO_DAGS
+
+    # Cloudera's operator reads its connection when the DAG is parsed: one must exist.
+    cde = {"conn_type": "cloudera_data_engineering", "login": "id", "password": "key",
+           "host": "http://127.0.0.1:9/cde/p/api/v1",
+           "extra": {"auth_mode": "awc", "awc_console_url": "http://127.0.0.1:9"}}
+    folder = {"AIRFLOW__CORE__DAGS_FOLDER": str(DEMO_DAGS), "PYTHONPATH": "",
+              "AIRFLOW_CONN_CDE_RUNTIME_API": json.dumps(cde)}
+    # Parsed here and now (--local), not read from Airflow's DB; Airflow prints its warnings
+    # on stdout too, so the JSON is the last line.
+    errors = airflow.run("dags", "list-import-errors", "--local", "-o", "json", env=folder)
+    assert errors.returncode == 0, errors.stderr
+    assert json.loads(errors.stdout.strip().splitlines()[-1]) == []
+    listed = airflow.run("dags", "list", "--local", "-o", "json", env=folder)
+    assert {"mlops_success", "mlops_fail", "mlops_success_cdp"} <= {
+        d["dag_id"] for d in json.loads(listed.stdout.strip().splitlines()[-1])}

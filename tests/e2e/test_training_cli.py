@@ -64,6 +64,12 @@ def test_train_lineage_reproduce_rollback_fail_and_fix(tmp_path: Path) -> None:
 
     rolled = _json(home, "table", "rollback", "lending.loans", "--to-model", "loan-default/1")
     assert rolled["snapshot"]["snapshot_id"] == s1
+    # The schema v1 learned from is current again: the bad batch needs --evolve again.
+    assert rolled["schema_changed"] and rolled["schema_id"] == rolled["snapshot"]["schema_id"]
+    assert sorted(rolled["columns_removed"]) == ["home_ownership", "purpose"]
+    refused = run_cli(["table", "load", "lending.loans", str(bad)], home)
+    assert refused.returncode == 5 and "'home_ownership'" in refused.stderr
+    assert "--evolve" in refused.stderr
     current = _json(home, "sql", "SELECT count(*) AS n FROM lending.loans")
     assert current == [{"n": 5000}]
 

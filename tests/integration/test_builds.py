@@ -41,6 +41,8 @@ def test_build_is_ready_self_tested_and_scores_like_batch_scoring(trained: Setti
     assert fields["home_ownership"]["kind"] == "string"
     assert set(fields["home_ownership"]["levels"]) == {"MORTGAGE", "RENT", "OWN", "OTHER"}
     assert fields["annual_inc"]["kind"] == "number"
+    # Strings have a declared default (the unknown category); numbers have none.
+    assert {n for n, f in fields.items() if f["optional"]} == {"home_ownership", "purpose"}
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["checksum"] == build.checksum and manifest["lineage"]["table"] == \
         "lending.loans"
@@ -65,6 +67,14 @@ def test_build_is_ready_self_tested_and_scores_like_batch_scoring(trained: Setti
     assert served[0][1] == {}
     with pytest.raises(InvalidInputError, match="record 1: missing field 'int_rate'"):
         scorer.predict([records[0], {k: v for k, v in records[1].items() if k != "int_rate"}])
+    # A string left out scores as the unknown category, as a null does, and is counted.
+    older = {k: v for k, v in records[0].items() if k not in ("home_ownership", "purpose")}
+    (left_out, counted), (as_null, none) = scorer.predict(
+        [older, {**older, "home_ownership": None, "purpose": None}])
+    assert left_out == as_null and 0 <= left_out["probability"] <= 1
+    assert counted == {"missing_fields": ["home_ownership", "purpose"]} and none == {}
+    _, both = scorer.predict([{**older, "home_ownership": "CASTLE"}])[0]
+    assert both == {"unseen_categories": ["home_ownership"], "missing_fields": ["purpose"]}
 
     (folder / "schema.json").write_text((folder / "schema.json").read_text() + " ")
     with pytest.raises(ParityError, match="checksum"):

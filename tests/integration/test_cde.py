@@ -35,7 +35,7 @@ def key_id(cp: ControlPlane) -> str:
 
 
 def token_for(cp: ControlPlane, client_id: str, secret: str) -> httpx.Response:
-    return httpx.post(root(cp) + TOKEN, auth=(client_id, secret),
+    return httpx.post(f"{root(cp)}/api/v0/auth/access-keys/token", auth=(client_id, secret),
                       data={"grant_type": "client_credentials"})
 
 
@@ -111,7 +111,8 @@ def test_a_project_is_a_cde_virtual_cluster(cp: ControlPlane) -> None:
 
     request = {"variables": {"BATCH": "2026-11"}, "requestID": "dag#r#load#1#0",
                "overrides": {"spark": {"args": ["--rows", "10"]}}}
-    started = api.post("/jobs/etl/run", json=request)
+    base = root(cp)
+    started = api.post(f"{base}/cde/{p}/api/v1/jobs/etl/run", json=request)
     assert started.status_code == 201, started.text
     number = started.json()["id"]
     assert isinstance(number, int)
@@ -136,7 +137,7 @@ def test_a_project_is_a_cde_virtual_cluster(cp: ControlPlane) -> None:
     slow = api.post("/jobs/slow/run", json={}).json()["id"]
     while api.get(f"/job-runs/{slow}").json()["status"] != "running":
         time.sleep(0.1)
-    assert api.post(f"/job-runs/{slow}/kill").status_code == 204
+    assert api.post(f"{base}/cde/{p}/api/v1/job-runs/{slow}/kill").status_code == 204
     assert wait(slow)["status"] == "killed"
     assert api.post(f"/job-runs/{slow}/kill").status_code == 409
 

@@ -43,10 +43,16 @@ def test_story_load_evolve_rollback_time_travel(tmp_path: Path) -> None:
     assert _json(home, "sql", count) == [{"n": 6000}]
     rolled = _json(home, "table", "rollback", "lending.loans", "--to", str(s1))
     assert rolled["snapshot"]["snapshot_id"] == s1 and rolled["previous_snapshot_id"] == s2
+    assert rolled["schema_changed"] and rolled["schema_id"] == rolled["snapshot"]["schema_id"]
+    assert sorted(rolled["columns_removed"]) == ["home_ownership", "purpose"]
     assert _json(home, "sql", count) == [{"n": 5000}]
     current = _json(home, "table", "show", "lending.loans", "--limit", "3")
     assert "home_ownership" not in [c["name"] for c in current["schema"]]
     assert len(current["rows"]) == 3 and current["row_count"] == 5000
+    # The schema is the snapshot's again: the bad batch is refused as it was before --evolve.
+    again = run_cli(["table", "load", "lending.loans", str(bad), "--mode", "append"], home)
+    assert again.returncode == refused.returncode and again.stderr == refused.stderr
+    assert _json(home, "table", "list")[0]["current_snapshot_id"] == s1
 
     at_s2 = _json(home, "table", "show", "lending.loans", "--snapshot", str(s2), "--limit", "0")
     assert at_s2["row_count"] == 6000 and len(at_s2["rows"]) == 6000
@@ -254,8 +260,20 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
     out = tmp_path / "loans.csv"
     run_cli(["sql", "SELECT * FROM lending.loans", "--output", str(out)], home, check=True)
     assert len(out.read_text().splitlines()) == 501
-    forward = _json(home, "table", "rollback", "lending.loans", "--to", s2["short_id"])
-    assert forward["snapshot"]["snapshot_id"] == s2["snapshot_id"]
+    forward = run_cli(["table", "rollback", "lending.loans", "--to", s2["short_id"]], home,
+                      check=True)
+    assert f"lending.loans now at snapshot {s2['short_id']} (600 rows); was " \
+        f"{s1['short_id']}" in forward.stderr
+    assert "schema restored to the snapshot's: schema id 0 -> 1 (columns back: " \
+        "home_ownership, purpose)" in forward.stderr.replace("\n", " ")
+    kept = run_cli(["table", "rollback", "lending.loans", "--to", "s1-base", "--keep-schema"],
+                   home, check=True)
+    assert "schema kept (--keep-schema): the current schema is still id 1" in \
+        kept.stderr.replace("\n", " ")
+    restored = _json(home, "table", "rollback", "lending.loans", "--to", "s1-base")
+    assert restored["previous_snapshot_id"] == s1["snapshot_id"]  # only the schema moved
+    assert (restored["previous_schema_id"], restored["schema_id"]) == (1, 0)
+    _json(home, "table", "rollback", "lending.loans", "--to", s2["short_id"])
     tagged = run_cli(["table", "tag", "lending.loans", "again", "--snapshot", "s1-base"], home,
                      check=True)
     assert f"tagged snapshot {s1['short_id']} of lending.loans as 'again'" in tagged.stderr

@@ -4,6 +4,7 @@ redeploy."""
 
 import json
 import shlex
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,14 @@ def _readme_record() -> str:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[ControlPlane]:
-    """A control plane whose home has loan-default/1 and /2 (both baseline)."""
+    """A control plane whose home has loan-default/1 and /2 (both baseline, numbers only),
+    /3 (those numbers, two string fields and a new number, ``bureau_score``) and /4 (those
+    numbers and the two string fields)."""
+    import dataclasses
+
+    import numpy as np
+    import pyarrow as pa
+
     from icefloe.config import load_settings
     from icefloe.demo.loans import generate_loans
     from icefloe.lakehouse import Lakehouse
@@ -43,6 +51,14 @@ def served(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[ControlP
     train(spec, settings, spark=spark)
     lakehouse.write("lending.loans", generate_loans(600, 9), "append")
     train(spec, settings, spark=spark)
+    wider = generate_loans(1200, 10, bad_batch=True)
+    scores = np.round(np.random.default_rng(10).normal(680, 60, wider.num_rows))
+    lakehouse.write("lending.scored", wider.append_column("bureau_score", pa.array(scores)),
+                    "create")
+    lakehouse.write("lending.evolved", wider, "create")
+    for table in ("lending.scored", "lending.evolved"):
+        train(dataclasses.replace(spec, table=table, pipeline="categorical"), settings,
+              spark=spark)
     plane.start()
     yield plane
     plane.stop()
@@ -132,3 +148,75 @@ def test_the_readme_record_is_every_field_of_the_model_it_deploys() -> None:
 
     assert "..." not in _readme_record()
     assert sorted(json.loads(_readme_record())) == sorted(NUMERIC_FEATURES)
+
+
+def _words(text: str) -> str:
+    """Text with line wrapping undone (Rich wraps long messages at the terminal width)."""
+    return " ".join(text.split())
+
+
+def test_a_redeploy_that_would_break_callers_is_refused_unless_accepted(
+        served: ControlPlane, tmp_path: Path) -> None:
+    cp = served
+    dep = json.loads(cli(cp, "model", "deploy", "loan-default/2", "--json").stdout)
+    serving = dep["build_id"]
+    key = tmp_path / "model.key"
+    key.write_text(dep["access_key"] + "\n")
+    key.chmod(0o600)
+    record = _readme_record()  # what callers of loan-default/2 send: its numbers
+
+    def predict() -> "subprocess.CompletedProcess[str]":
+        return cli(cp, "predict", "--access-key-file", str(key), "--data", record)
+
+    # /3 requires a number /2 does not take: refused, naming it (not the strings, which
+    # have a default); nothing moves.
+    refused = cli(cp, "model", "deploy", "loan-default/3", "--replace", dep["id"])
+    assert refused.returncode == 5, refused.stderr
+    said = _words(refused.stderr)
+    assert "requires input field(s) 'bureau_score' (number) that deployment " \
+        f"{dep['id']} does not take today" in said
+    assert "--accept-new-fields" in said and "home_ownership" not in said
+    build3 = json.loads(cli(cp, "model", "build", "loan-default/3", "--json").stdout)["id"]
+    api = cp.client.post(f"/models/deployments/{dep['id']}:redeploy", json={"build_id": build3})
+    assert api.status_code == 409, api.text
+    assert "'bureau_score' (number)" in api.json()["error"]["message"]
+    still = cp.client.get(f"/models/deployments/{dep['id']}").json()
+    assert (still["build_id"], still["model_version"], still["reason"]) == (serving, 2, "")
+    assert {r["build_id"] for r in still["replica_status"]} == {serving}
+    answer = predict()
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["response"]["model_version"] == 2
+
+    # /4 adds only string fields: moved without acceptance, and a call as callers make it
+    # today is answered, the fields it left out scored as unknown and counted.
+    moved = cli(cp, "model", "deploy", "loan-default/4", "--replace", dep["id"])
+    assert moved.returncode == 0, moved.stderr
+    assert "new input field(s) 'home_ownership' (string), 'purpose' (string): calls " \
+        "without them score them as the unknown category" in _words(moved.stderr)
+    answer = predict()
+    assert answer.returncode == 0, answer.stderr
+    response = json.loads(answer.stdout)["response"]
+    assert response["model_version"] == 4 and 0 <= response["probability"] <= 1
+    deadline = time.monotonic() + 30
+    while True:  # the prediction log is written off the request path
+        logged = json.loads(cli(cp, "metrics", "read", "--deployment", dep["id"]).stdout)
+        mine = [m for m in logged["metrics"] if m["predictionUuid"] == response["uuid"]]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert mine[0]["metrics"]["missing_fields"] == ["home_ownership", "purpose"]
+
+    # Accepted: /3 serves, and its callers must send the number from now on.
+    accepted = cli(cp, "model", "deploy", "loan-default/3", "--replace", dep["id"],
+                   "--accept-new-fields")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "callers must now send 'bureau_score' (number)" in _words(accepted.stderr)
+    assert cp.client.get(f"/models/deployments/{dep['id']}").json()["model_version"] == 3
+    old_call = predict()
+    assert old_call.returncode == 2 and "missing field 'bureau_score'" in old_call.stderr
+    audit = [e["detail"] for e in cp.client.get("/audit").json()["events"]
+             if e["action"] == "deployment.redeploy" and e["target"] ==
+             f"deployment/{dep['id']}"]
+    assert any("new required field(s) accepted: 'bureau_score' (number)" in d for d in audit)
+    lone = cli(cp, "model", "deploy", "loan-default/3", "--accept-new-fields")
+    assert lone.returncode == 2 and "give --replace DEPLOYMENT too" in lone.stderr

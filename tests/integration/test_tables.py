@@ -137,7 +137,7 @@ def test_read_at_tag_and_time(lakehouse: Lakehouse) -> None:
 def test_rollback_and_roll_forward_keep_history(lakehouse: Lakehouse) -> None:
     s1 = lakehouse.write(T, _rows(5), "create").snapshot
     s2 = lakehouse.write(T, _rows(1, 50).append_column("c", pa.array(["x"])), evolve=True).snapshot
-    info = lakehouse.rollback(T, s1.snapshot_id)
+    info = lakehouse.rollback(T, s1.snapshot_id).snapshot
     assert info.current and info.snapshot_id == s1.snapshot_id
     current = lakehouse.read(T)
     assert current.num_rows == 5 and "c" not in current.column_names
@@ -146,6 +146,75 @@ def test_rollback_and_roll_forward_keep_history(lakehouse: Lakehouse) -> None:
     lakehouse.rollback(T, s2.snapshot_id)  # roll forward
     assert lakehouse.read(T).num_rows == 6
     assert lakehouse.current_snapshot(T).snapshot_id == s2.snapshot_id
+
+
+def _columns(lakehouse: Lakehouse) -> list[str]:
+    """The table's current schema: what the next write is checked against."""
+    return lakehouse.table(T).schema().column_names
+
+
+def test_rollback_restores_the_snapshots_schema_so_the_evolve_guard_is_back(
+        lakehouse: Lakehouse) -> None:
+    s1 = lakehouse.write(T, _rows(5), "create").snapshot
+    bad = _rows(2, 50).append_column("c", pa.array(["x", "y"]))
+    with pytest.raises(SchemaMismatchError) as refused:
+        lakehouse.write(T, bad)
+    assert "'c'" in refused.value.message and "--evolve" in refused.value.message
+    s2 = lakehouse.write(T, bad, evolve=True).snapshot
+    assert _columns(lakehouse) == ["id", "v", "c"] and s2.schema_id != s1.schema_id
+    commits = len(lakehouse.table(T).metadata.metadata_log)
+
+    done = lakehouse.rollback(T, s1.snapshot_id)
+    assert done.snapshot.current and done.snapshot.snapshot_id == s1.snapshot_id
+    assert done.previous_snapshot_id == s2.snapshot_id
+    assert (done.previous_schema_id, done.schema_id) == (s2.schema_id, s1.schema_id)
+    assert done.schema_changed and done.columns_removed == ("c",)
+    assert done.columns_restored == ()
+    # The snapshot and the schema moved in one commit.
+    assert len(lakehouse.table(T).metadata.metadata_log) == commits + 1
+    assert _columns(lakehouse) == ["id", "v"]
+    assert lakehouse.read(T).equals(lakehouse.read(T, snapshot_id=s1.snapshot_id))
+    assert lakehouse.read(T).to_pylist() == _rows(5).to_pylist()
+
+    # The guard is back: the same batch is refused the same way, and changes nothing.
+    with pytest.raises(SchemaMismatchError) as again:
+        lakehouse.write(T, bad)
+    assert again.value.message == refused.value.message
+    assert lakehouse.current_snapshot(T).snapshot_id == s1.snapshot_id
+
+    # Rolling back to where the table already is, schema and all, commits nothing.
+    same = lakehouse.rollback(T, s1.snapshot_id)
+    assert not same.schema_changed and same.previous_snapshot_id == s1.snapshot_id
+    assert len(lakehouse.table(T).metadata.metadata_log) == commits + 1
+
+    # Roll forward: the evolved snapshot brings its columns back.
+    forward = lakehouse.rollback(T, s2.snapshot_id)
+    assert forward.columns_restored == ("c",) and forward.schema_id == s2.schema_id
+    assert _columns(lakehouse) == ["id", "v", "c"] and lakehouse.read(T).num_rows == 7
+
+    # With --evolve again after a rollback, the column is added again (a new field id).
+    lakehouse.rollback(T, s1.snapshot_id)
+    s3 = lakehouse.write(T, bad, evolve=True)
+    assert s3.new_columns == ("c",) and s3.snapshot.total_rows == 7
+    for snap in (s2, s3.snapshot):  # each snapshot reads its own column c
+        values = lakehouse.read(T, snapshot_id=snap.snapshot_id).column("c").to_pylist()
+        assert sorted(v for v in values if v is not None) == ["x", "y"]
+
+
+def test_rollback_with_keep_schema_moves_only_the_snapshot(lakehouse: Lakehouse) -> None:
+    s1 = lakehouse.write(T, _rows(5), "create").snapshot
+    bad = _rows(2, 50).append_column("c", pa.array(["x", "y"]))
+    s2 = lakehouse.write(T, bad, evolve=True).snapshot
+    kept = lakehouse.rollback(T, s1.snapshot_id, keep_schema=True)
+    assert kept.snapshot.snapshot_id == s1.snapshot_id
+    assert not kept.schema_changed and kept.schema_id == s2.schema_id
+    assert kept.columns_removed == ()
+    assert _columns(lakehouse) == ["id", "v", "c"]  # the column stays in the schema
+    assert "c" not in lakehouse.read(T).column_names  # reads show the snapshot's own columns
+    # ...so the batch goes in without evolve: what --keep-schema is for.
+    assert lakehouse.write(T, bad).snapshot.total_rows == 7
+    # A later rollback without it restores the snapshot's schema.
+    assert lakehouse.rollback(T, s1.snapshot_id).columns_removed == ("c",)
 
 
 def test_errors_name_the_thing_and_change_nothing(lakehouse: Lakehouse) -> None:

@@ -147,7 +147,7 @@ def test_columns_without_values_are_left_out_unless_named(spark, settings: Setti
     lh.write(LOANS, generate_loans(1500, 3), "create")
     s1 = lh.current_snapshot(LOANS).snapshot_id
     lh.write(LOANS, generate_loans(300, 3, bad_batch=True), "append", evolve=True)
-    lh.rollback(LOANS, s1)
+    lh.rollback(LOANS, s1, keep_schema=True)
     lh.write(LOANS, generate_loans(300, 4), "append")  # new rows, columns still in the schema
     result = train(_spec(pipeline="categorical"), settings, spark=spark)
     assert result.lineage.categorical_features == [] and result.parity <= 1e-5

@@ -40,6 +40,8 @@ CLIENT = ROOT / "src" / "icefloe" / "client.py"
 GLOBAL = GLOBAL_VALUED | GLOBAL_FLAGS | {"--json"}
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 ROOT_ROUTES = ("/model", "/model/batch", "/metrics")  # served outside /api/v2
+# Cloudera's token route and the CDE virtual clusters are served outside /api/v2 too.
+ROOT_PREFIXES = ("/api/v0/", "/cde/")
 COMMAND = typer.main.get_command(app)
 UNKNOWN = None  # a token a test computes (a variable, a call): matches nothing
 # How a module runs the real command: the conftest helper, the suite's helpers around it, or
@@ -186,7 +188,7 @@ def readme_routes(text: str | None = None) -> list[tuple[str, str]]:
 
 def _full(path: str) -> str:
     path = path.split("?")[0]
-    if path.startswith("/api/v2") or path in ROOT_ROUTES:
+    if path.startswith(("/api/v2", *ROOT_PREFIXES)) or path in ROOT_ROUTES:
         return path
     return "/api/v2" + path
 
@@ -350,14 +352,24 @@ def app_routes() -> set[tuple[str, str]]:
     ``icefloe/api`` (``@router.get`` is under /api/v2), the gateway and the OpenAPI URL."""
     routes = {("GET", "/api/v2/openapi.json"), ("POST", "/model"), ("POST", "/model/batch")}
     for path in sorted((ROOT / "src" / "icefloe" / "api").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        # Module constants (a route path named once) and a router's own prefix, if it has
+        # one (APIRouter(prefix=...) in this module); else the router is under /api/v2.
+        constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                     for t in n.targets if isinstance(t, ast.Name)
+                     and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)}
+        prefix = next((_rendered(k.value) for n in ast.walk(tree) if isinstance(n, ast.Call)
+                       and isinstance(n.func, ast.Name) and n.func.id == "APIRouter"
+                       for k in n.keywords if k.arg == "prefix"), None) or "/api/v2"
+        for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and isinstance(node.func.value, ast.Name) and node.args):
                 continue
             verb, owner = node.func.attr.upper(), node.func.value.id
-            text = _rendered(node.args[0])
+            arg = node.args[0]
+            text = constants.get(arg.id) if isinstance(arg, ast.Name) else _rendered(arg)
             if verb in METHODS and owner in ("router", "app") and text:
-                routes.add((verb, ("/api/v2" if owner == "router" else "") + text))
+                routes.add((verb, (prefix if owner == "router" else "") + text))
     return routes
 
 

@@ -5,6 +5,8 @@ from icefloe.serving.schema import (
     FieldSpec,
     InputSchema,
     RequestTooLarge,
+    describe_fields,
+    new_fields,
     parse_body,
     validate_record,
 )
@@ -105,3 +107,48 @@ def test_many_unknown_fields_make_a_short_message() -> None:
     with pytest.raises(InvalidInputError) as info:
         validate_record(SCHEMA, record)
     assert "and 480 more" in info.value.message and len(info.value.message) < 2500
+
+
+def test_an_optional_field_left_out_is_scored_as_missing() -> None:
+    region = FieldSpec("region", "string", ("N", "S"), nullable=True, optional=True)
+    schema = InputSchema((*SCHEMA.fields, region))
+    assert schema.optional_names == ("region",)
+    assert validate_record(schema, {"income": 1, "home": "OWN"}) == {
+        "income": 1, "home": "OWN", "region": None}
+    assert validate_record(schema, {"income": 1, "home": "OWN", "region": "N"})["region"] == "N"
+    # Fields without a declared default are still required, as before.
+    with pytest.raises(InvalidInputError, match="missing field 'home'"):
+        validate_record(schema, {"income": 1})
+    with pytest.raises(InvalidInputError, match="missing field 'income'"):
+        validate_record(schema, {"home": "OWN", "region": "N"})
+    with pytest.raises(InvalidInputError, match="'region' must be a string"):
+        validate_record(schema, {"income": 1, "home": "OWN", "region": 3})
+    assert InputSchema.from_dict(schema.to_dict()) == schema
+    # A schema stored before defaults were declared has none.
+    stored = schema.to_dict()
+    for f in stored["fields"]:
+        del f["optional"]
+    assert InputSchema.from_dict(stored).optional_names == ()
+
+
+def test_new_fields_are_what_callers_of_the_serving_build_do_not_send() -> None:
+    serving = InputSchema((FieldSpec("income", "number"), FieldSpec("gone", "number")))
+    candidate = InputSchema((
+        FieldSpec("region", "string", ("N",), nullable=True, optional=True),
+        FieldSpec("income", "number"),
+        FieldSpec("score", "number", nullable=True),
+        FieldSpec("channel", "string", ("web",), nullable=True),  # no default declared
+    ))
+    added = new_fields(serving, candidate)
+    assert [f.name for f in added.required] == ["score", "channel"]
+    assert [f.name for f in added.defaulted] == ["region"]
+    assert added.breaks_callers
+    assert describe_fields(added.required) == "'score' (number), 'channel' (string)"
+    # Only defaulted additions: callers keep working.
+    only_strings = new_fields(serving, InputSchema((*serving.fields, candidate.fields[0])))
+    assert not only_strings.breaks_callers and only_strings.required == ()
+    # The same fields, or fewer: nothing new (a dropped field is not new).
+    assert new_fields(serving, serving) == new_fields(serving, InputSchema(serving.fields[:1]))
+    assert not new_fields(serving, serving).breaks_callers
+    many = tuple(FieldSpec(f"f{i}", "number") for i in range(25))
+    assert describe_fields(many).endswith("'f19' (number) and 5 more")

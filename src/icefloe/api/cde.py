@@ -159,11 +159,11 @@ def add_cde_routes(app: FastAPI, database: Database, runner: Runner) -> None:
             environment=dict(body.variables) if body.variables else None, number=True)
         if started:
             return JSONResponse({"id": run["number"]}, status_code=201)
-        # CDE's answer to a repeated requestID: 409 with the run the first request started.
-        return JSONResponse({"id": run["number"],
-                             "message": f"a run with requestID {body.requestID!r} exists: "
-                                        f"job run {run['number']} ({run['status']})"},
-                            status_code=409)
+        # CDE's answer to a repeated requestID: 409 with the run the first request started
+        # (its "id", which the operator reads), in our error shape too.
+        exists = ConflictError(f"a run with requestID {body.requestID!r} exists: job run "
+                               f"{run['number']} ({CDE_STATUS.get(run['status'], 'unknown')})")
+        return JSONResponse({"id": run["number"], **exists.to_dict()}, status_code=409)
 
     @router.get("/job-runs/{number}")
     def get_job_run(request: Request, number: int = Path(ge=1, le=2**31),

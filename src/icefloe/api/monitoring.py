@@ -76,6 +76,19 @@ def add_monitoring_routes(router: APIRouter, db: Database, settings: Settings,
     def evaluate(deployment_id: str) -> dict[str, Any]:
         return {"changes": alerts.evaluate(db, lakehouse(), settings, deployment_id)}
 
+    @router.post("/monitoring/predictions:export", operation_id="export_predictions")
+    def export(request: Request) -> dict[str, Any]:
+        """Bring ``monitoring.predictions`` up to date with the prediction log (what
+        ``icefloe monitor export`` does), so SQL reports read every answered call."""
+        from icefloe.monitoring.export import export_predictions
+        from icefloe.store import repo
+
+        result = export_predictions(db, lakehouse())
+        with db.session() as s:
+            repo.audit(s, actor(request.scope), "monitoring.export", result.table, "ok",
+                       f"{result.added} added, {result.truth_updated} given truth")
+        return result.to_dict()
+
     @router.get("/rules/{rule_id}")
     def get_rule(rule_id: str) -> dict[str, Any]:
         return alerts.rule_json(alerts.get_rule(db, rule_id))

@@ -55,6 +55,10 @@ class RedeployIn(BaseModel):
     """Move a deployment to another READY build of its model."""
 
     build_id: Annotated[str, ID]
+    accept_new_fields: bool = Field(
+        False, description="Move even if the build requires input fields the serving build "
+                           "does not take (callers must send them from now on); without it "
+                           "such a redeploy is refused with 409 naming them.")
 
 
 class DelayedIn(BaseModel):
@@ -125,7 +129,7 @@ def add_model_routes(router: APIRouter, db: Database, settings: Settings,
     @router.post("/models/deployments/{deployment_id}:redeploy", operation_id="redeploy")
     def redeploy(deployment_id: str, body: RedeployIn, request: Request) -> dict[str, Any]:
         dep = deps.redeploy(db, supervisor, deployment_id, body.build_id,
-                            actor(request.scope))
+                            actor(request.scope), accept_new_fields=body.accept_new_fields)
         return deps.deployment_json(dep, supervisor)
 
     @router.post("/models/deployments/{deployment_id}:stop", operation_id="stop_deployment")

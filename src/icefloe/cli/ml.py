@@ -262,9 +262,10 @@ def model_schema(ctx: typer.Context,
     where = (f"deployment {info['deployment']} (build {info['build_id']}) of "
              if info["deployment"] else "")
     print_rows([{"field": f["name"], "kind": f["kind"], "nullable": f.get("nullable", False),
+                 "optional": f.get("optional", False),
                  "categories": ", ".join(f.get("levels") or [])}
                 for f in info["input_schema"]["fields"]],
-               ["field", "kind", "nullable", "categories"],
+               ["field", "kind", "nullable", "optional", "categories"],
                title=f"input of {where}{info['model']}/{info['model_version']}")
     console.print("example request (icefloe predict --data, or \"request\" of POST /model):")
     console.print(json.dumps(info["example_request"], ensure_ascii=False), soft_wrap=True)

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from icefloe.cli.output import error, print_json, print_rows, steps, success
+from icefloe.cli.output import error, note, print_json, print_rows, steps, success
 from icefloe.cli.remote import JSON, KEY, KEY_FILE, URL, connect
 from icefloe.cli.secrets import ACCESS_KEY, STDIN, resolve_secret
 from icefloe.client import Client
 from icefloe.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from icefloe.serving.schema import NewFields
 
 DEPLOY_TIMEOUT = 600.0  # a build self-tests, a deployment waits for its replicas
 
@@ -31,6 +35,17 @@ def _ready_build(client: Client, ref: str) -> dict:
     return build
 
 
+def _new_fields(deployment: dict[str, Any], build: dict[str, Any]) -> NewFields | None:
+    """The input fields ``build`` adds to what ``deployment`` serves (None if either schema
+    is unknown)."""
+    from icefloe.serving.schema import InputSchema, new_fields
+
+    old, new = deployment.get("input_schema"), build.get("input_schema")
+    if not old or not new or "fields" not in old or "fields" not in new:
+        return None
+    return new_fields(InputSchema.from_dict(old), InputSchema.from_dict(new))
+
+
 def deploy(ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
            no_auth: bool = typer.Option(False, "--no-auth",
                                         help="Serve without API keys (access key only)."),
@@ -39,20 +54,31 @@ def deploy(ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
                None, "--replace", metavar="DEPLOYMENT",
                help="Move this deployment to the new build instead (same access key, no "
                     "dropped request; the old build keeps serving if the new one fails)."),
+           accept_new_fields: bool = typer.Option(
+               False, "--accept-new-fields",
+               help="With --replace: move even if the new build requires input fields the "
+                    "serving build does not take (refused otherwise, naming them: callers "
+                    "do not send them today). New string fields need no acceptance: calls "
+                    "without them score them as unknown."),
            url: str | None = URL, api_key: str | None = KEY,
            api_key_file: Path | None = KEY_FILE, as_json: bool = JSON) -> None:
     """Build and deploy a model version; prints the deployment id, access key and endpoint.
 
     Its steps are shown on stderr as they start; stdout has only the result."""
+    if accept_new_fields and not replace:
+        raise InvalidInputError("--accept-new-fields is for a redeploy: give --replace "
+                                "DEPLOYMENT too")
+    added = None
     with connect(url, api_key, api_key_file, timeout=DEPLOY_TIMEOUT) as client, \
             steps("deploy") as step:
         step(f"building {ref} on {client.url}: ONNX model, input schema, self-test "
              "against the recorded Spark scores")
         build = _ready_build(client, ref)
         if replace:
+            added = _new_fields(client.get_deployment(replace), build)
             step(f"moving deployment {replace} to build {build['id']}: starting its "
                  "replicas, switching when all are ready")
-            dep = client.redeploy(replace, build["id"])
+            dep = client.redeploy(replace, build["id"], accept_new_fields=accept_new_fields)
         else:
             step(f"deploying build {build['id']}: starting {replicas} replica(s), waiting "
                  "until they answer")
@@ -61,6 +87,15 @@ def deploy(ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
         print_json(dep)
     elif replace:
         success(f"deployment {dep['id']} now serves {ref} (build {dep['build_id']})")
+        if added is not None:
+            from icefloe.serving.schema import describe_fields
+
+            if added.defaulted:
+                note(f"new input field(s) {describe_fields(added.defaulted)}: calls without "
+                     "them score them as the unknown category (tracked as missing_fields)")
+            if added.required:
+                note(f"callers must now send {describe_fields(added.required)}: calls "
+                     "without them are refused (422)")
     else:
         success(f"deployed {ref} as {dep['id']} at {dep['endpoint']}")
         print(f"access key (shown once): {dep['access_key']}")

@@ -201,11 +201,17 @@ def demo(
     rows: int = typer.Option(5000, "--rows", help="Loans in the base book."),
     bad_rows: int = typer.Option(1000, "--bad-rows", help="Loans in the bad batch."),
     seed: int = typer.Option(42, "--seed"),
+    airflow_venv: Path | None = typer.Option(
+        None, "--airflow-venv", help="Airflow's virtualenv (default: $ICEFLOE_AIRFLOW_VENV, "
+                                     "else ./.venv-airflow, which `make airflow` makes)."),
 ) -> None:
-    """Run the acceptance story (so far: data, training, lineage), narrating each step."""
+    """Run the acceptance story in 8 steps, narrating each: land the data, the baseline
+    through jobs, the mlops_success and mlops_fail DAGs in Airflow, lineage and rollback,
+    the fix, and a summary with the endpoint's availability."""
     from icefloe.demo.story import run_story
 
-    run_story(state(ctx).settings, rows=rows, bad_rows=bad_rows, seed=seed)
+    run_story(state(ctx).settings, rows=rows, bad_rows=bad_rows, seed=seed,
+              airflow_venv=airflow_venv)
 
 
 def register(app: typer.Typer) -> None:

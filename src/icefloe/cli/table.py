@@ -10,6 +10,7 @@ from icefloe.cli.output import (
     arrow_rows,
     console,
     load_progress,
+    note,
     print_arrow,
     print_json,
     print_rows,
@@ -190,9 +191,15 @@ def rollback(
     to_model: str | None = typer.Option(
         None, "--to-model", help="The snapshot a model version was trained on (NAME/VERSION)."
     ),
+    keep_schema: bool = typer.Option(
+        False, "--keep-schema",
+        help="Move only the snapshot: columns added since stay in the current schema (by "
+             "default the snapshot's own schema is made current again, so a batch with "
+             "those columns needs --evolve again)."),
     as_json: bool = JSON,
 ) -> None:
-    """Make an earlier snapshot current (or roll forward again); history is kept."""
+    """Make an earlier snapshot current (or roll forward again), with the schema it was
+    written with; history is kept."""
     if (to is None) == (to_model is None):
         raise InvalidInputError(f"give exactly one of --to {REF} or --to-model NAME/VERSION")
     lh = state(ctx).lakehouse
@@ -207,18 +214,29 @@ def rollback(
             )
         target = lineage.snapshot_id
     assert target is not None
-    before = lh.current_snapshot(name)
-    info = lh.rollback(name, target)
+    done = lh.rollback(name, target, keep_schema=keep_schema)
+    info = done.snapshot
     if as_json:
-        print_json(
-            {
-                "table": name,
-                "previous_snapshot_id": before.snapshot_id if before else None,
-                "snapshot": info.to_dict(),
-            }
-        )
+        print_json({**done.to_dict(), "table": name})
         return
     success(
         f"{name} now at snapshot {info.short_id} ({info.total_rows:,} rows); "
-        f"was {before.short_id if before else None}"
+        f"was {done.previous_short_id}"
     )
+    if done.schema_changed:
+        moved = "; ".join(part for part in (
+            _columns("removed", done.columns_removed),
+            _columns("back", done.columns_restored)) if part)
+        success(f"schema restored to the snapshot's: schema id {done.previous_schema_id} -> "
+                f"{done.schema_id}" + (f" ({moved})" if moved else ""))
+    elif keep_schema and info.schema_id is not None and info.schema_id != done.schema_id:
+        note(f"schema kept (--keep-schema): the current schema is still id {done.schema_id}; "
+             f"snapshot {info.short_id} was written with schema id {info.schema_id}")
+
+
+def _columns(what: str, names: tuple[str, ...]) -> str:
+    """``columns removed: a, b`` (at most 10 names), or "" for none."""
+    if not names:
+        return ""
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return f"column{'s' if len(names) > 1 else ''} {what}: {shown}"

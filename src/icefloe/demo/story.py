@@ -1,10 +1,18 @@
-"""The acceptance story, narrated: land, explore, train with lineage, evolve, reproduce.
+"""The acceptance story, narrated, in the 8 steps of the seed's pipeline.
 
-Only this module and :mod:`icefloe.demo.loans` know the loan columns; the platform does not.
+(1) land the data (2) train the baseline, deploy, simulate and monitor through jobs (3) the
+``mlops_success`` DAG in Airflow (4) the ``mlops_fail`` DAG while a prober calls the endpoint
+(5) find the model's snapshot through lineage and roll the table back (6) switch TrainModel
+to the categorical pipeline (7) rerun ``mlops_fail``, now green, with a zero-downtime switch
+(8) a summary with each step's time, the endpoint's availability and both versions' lineage.
+
+Only this package knows the loan columns; the platform does not.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -13,16 +21,18 @@ from rich.console import Console
 
 from icefloe.cli.output import print_arrow
 from icefloe.config import Settings, mask_password, write_default_config
-from icefloe.demo.loans import LABEL_COLUMN, POSITIVE_STATUSES, generate_loans, write_loans
-from icefloe.errors import ConflictError, SchemaMismatchError, TrainingError
+from icefloe.demo.loans import LABEL_COLUMN, generate_loans, write_loans
+from icefloe.demo.pipeline import Airflow, DagRun, find_venv
+from icefloe.demo.platform import PROJECT, ControlPlane, Prober, Receiver, copy_scripts, ensure_jobs
+from icefloe.errors import ConflictError, IcefloeError, SchemaMismatchError
 from icefloe.home import prepare_home
 from icefloe.lakehouse import Lakehouse
 from icefloe.registry.mlflow_registry import ModelRegistry
 from icefloe.registry.reproduce import reproduce_training_data
 
 TABLE = "lending.loans"
-PROJECT_DIR = Path(__file__).with_name("project")
 MODEL = "loan-default"
+CHAIN = ("TrainModel", "PushModel", "Simulation", "Inference")
 DEMO_PROPERTY = "icefloe.demo"
 console = Console(highlight=False)
 
@@ -54,347 +64,282 @@ def _reset_demo_table(lh: Lakehouse) -> None:
         registry.client.delete_registered_model(MODEL)
 
 
-def run_story(
-    settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, seed: int = 42
-) -> dict[str, int]:
-    """Run the story so far and return the snapshot ids it made (s1, s2)."""
+class StoryError(IcefloeError):
+    """A step of the story did not end as the story says it must."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise StoryError(message)
+
+
+def _dag_table(run: DagRun) -> None:
+    console.print(f"{run.dag_id}: [bold]{run.state}[/bold] in {run.seconds:.0f} s")
+    colors = {"success": "green", "failed": "red", "upstream_failed": "yellow"}
+    for task in run.tasks:
+        color = colors.get(task.state, "white")
+        console.print(f"  {task.task_id:<14} [{color}]{task.state:<15}[/{color}] "
+                      f"{task.seconds:5.1f} s")
+
+
+def _run_tail(client: Any, pid: str, job_id: str, lines: int = 3) -> tuple[dict[str, Any], str]:
+    run = client.list_runs(pid, job_id)[0]
+    log = client.run_logs(pid, job_id, run["id"])["content"].strip()
+    return run, "\n".join(log.splitlines()[-lines:])
+
+
+def run_story(settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, seed: int = 42,
+              airflow_venv: Path | None = None) -> dict[str, Any]:
+    """Run the story; returns its figures (step times, availability, versions, snapshots).
+
+    Raises:
+        ConfigError: No Airflow virtualenv (``make airflow`` makes one).
+        StoryError: A step did not end as it must (its reason in the message).
+    """
+    venv = find_venv(airflow_venv)
     started = time.monotonic()
+    times: dict[str, float] = {}
     prepare_home(settings, share=True)
     lh = Lakehouse(settings)
+    data_dir = settings.home / "demo"
 
-    _step(1, "Set up the icefloe home")
+    mark = time.monotonic()
+    _step(1, "Land the data: the loan book becomes the Iceberg table lending.loans (S1)")
     write_default_config(settings)
-    _cmd("icefloe init")
     console.print(f"home {settings.home.resolve()}  catalog "
                   f"{mask_password(settings.resolved_catalog_uri)}", markup=False)
     _reset_demo_table(lh)
-
-    _step(2, "Generate the loan book and a 'bad batch' with new categorical columns")
-    data_dir = settings.home / "demo"
     base_file = write_loans(generate_loans(rows, seed), data_dir / "loans.parquet")
-    bad_file = write_loans(
-        generate_loans(bad_rows, seed, bad_batch=True), data_dir / "loans_bad_batch.parquet"
-    )
-    _cmd(f"icefloe data generate --rows {rows} --seed {seed} --output {base_file}")
-    _cmd(f"icefloe data generate --rows {bad_rows} --seed {seed} --bad-batch --output {bad_file}")
-
-    _step(3, f"Land the raw data in the Iceberg table {TABLE} (snapshot S1)")
+    bad_file = write_loans(generate_loans(bad_rows, seed, bad_batch=True),
+                           data_dir / "loans_bad_batch.parquet")
     _cmd(f"icefloe table load {TABLE} {base_file}")
     s1 = lh.load_file(TABLE, base_file, "create", table_properties={DEMO_PROPERTY: "true"})
-    console.print(f"S1 = {s1.snapshot.snapshot_id}: {s1.snapshot.total_rows:,} rows")
     lh.tag(TABLE, "s1-base", s1.snapshot.snapshot_id)
-    _cmd(f"icefloe table tag {TABLE} s1-base")
-
-    _step(4, "Explore: class balance and column summaries (DuckDB SQL over the snapshot)")
-    balance = f"""
-        SELECT {LABEL_COLUMN}, count(*) AS loans,
-               round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct
-        FROM {TABLE} GROUP BY 1 ORDER BY 2 DESC"""
+    console.print(f"S1 = {s1.snapshot.snapshot_id}: {s1.snapshot.total_rows:,} rows "
+                  "(tag s1-base)")
     _cmd(f'icefloe sql "SELECT {LABEL_COLUMN}, count(*) ... FROM {TABLE} GROUP BY 1"')
-    print_arrow(lh.sql(balance), title="class balance")
-    summary = lh.sql(
-        f"SELECT column_name, column_type, min, max, round(avg::DOUBLE, 2) AS avg, "
-        f"null_percentage FROM (SUMMARIZE {TABLE})"
-    )
-    print_arrow(summary, title="column summaries")
+    print_arrow(lh.sql(f"""SELECT {LABEL_COLUMN}, count(*) AS loans,
+                           round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct
+                           FROM {TABLE} GROUP BY 1 ORDER BY 2 DESC"""), title="class balance")
+    times["1 land the data"] = time.monotonic() - mark
 
-    _step(5, "Train the baseline model on S1 and register it with its lineage")
-    from icefloe.compute import spark_session
-    from icefloe.ml.spec import LabelSpec, TrainSpec
-    from icefloe.ml.train import train
+    with ControlPlane(settings) as plane:
+        from icefloe.client import Client
 
-    spark = spark_session(settings, app_name="icefloe-demo")
-    spec = TrainSpec(table=TABLE, label=LabelSpec(LABEL_COLUMN, POSITIVE_STATUSES),
-                     model_name=MODEL, pipeline="baseline", seed=seed)
-    _cmd(f'icefloe train --table {TABLE} --label {LABEL_COLUMN} '
-         f'--positive "{",".join(POSITIVE_STATUSES)}" --pipeline baseline --model {MODEL}')
-    v1 = train(spec, settings, spark=spark)
-    v1_ref = f"{MODEL}/{v1.version}"
-    console.print(f"registered [bold]{v1_ref}[/bold]")
-    for line in v1.summary_lines():
-        console.print(line, markup=False)
-    console.print("steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in v1.timings.items()))
+        _cmd(f"icefloe up --port {plane.port}   # here: inside the demo process")
+        with Client(plane.url, plane.key) as client:
+            figures = _pipeline_story(client, plane, settings, lh, venv, times, bad_file, seed,
+                                      bad_rows)
 
-    _step(6, "A new batch brings columns the table does not have")
-    _cmd(f"icefloe table load {TABLE} {bad_file} --mode append")
-    try:
-        lh.load_file(TABLE, bad_file, "append")
-        raise AssertionError("the bad batch was accepted without --evolve")
-    except SchemaMismatchError as exc:
-        console.print(f"[red]refused:[/red] {exc.message}")
-    current = lh.current_snapshot(TABLE)
-    assert current is not None
-    console.print(f"the table is untouched: still at S1 ({current.snapshot_id})")
-    _cmd(f"icefloe table load {TABLE} {bad_file} --mode append --evolve")
-    s2 = lh.load_file(TABLE, bad_file, "append", evolve=True)
-    console.print(
-        f"S2 = {s2.snapshot.snapshot_id}: {s2.snapshot.total_rows:,} rows, "
-        f"new columns {', '.join(s2.new_columns)}"
-    )
-
-    _step(7, "Time travel: the same query at S1 and at S2")
-    count_sql = f"SELECT count(*) AS loans, count(home_ownership) AS with_home FROM {TABLE}"
-    s1_id, s2_id = s1.snapshot.snapshot_id, s2.snapshot.snapshot_id
-    _cmd(f'icefloe sql "SELECT count(*) FROM {TABLE}" --at {TABLE}=s1-base')
-    print_arrow(lh.sql(f"SELECT count(*) AS loans FROM {TABLE}", {TABLE: "s1-base"}),
-                title="at S1 (tag s1-base)")
-    print_arrow(lh.sql(count_sql, {TABLE: s2_id}), title="at S2")
-
-    _step(8, f"The baseline cannot learn from the new batch; {v1_ref} knows its data")
-    _cmd(f"icefloe train --table {TABLE} ... --pipeline baseline")
-    try:
-        train(spec, settings, spark=spark)
-        raise AssertionError("baseline training accepted string columns")
-    except TrainingError as exc:
-        console.print(f"[red]training failed:[/red] {exc.message}")
-    _cmd(f"icefloe lineage {v1_ref}")
-    console.print(f"{v1_ref} was trained on {TABLE}@{s1_id}; the table is now at {s2_id}")
-    _cmd(f"icefloe data reproduce {v1_ref} --output {data_dir / 'v1_training.parquet'}")
-    repro = reproduce_training_data(settings, v1_ref, data_dir / "v1_training.parquet")
-    console.print(f"reproduced {repro['rows']:,} rows; fingerprint matches the training data")
-
-    _step(9, "Roll the table back to the model's snapshot; S2 stays in the history")
-    _cmd(f"icefloe table rollback {TABLE} --to-model {v1_ref}")
-    lh.rollback(TABLE, v1.lineage.snapshot_id)
-    print_arrow(lh.sql(f"SELECT count(*) AS loans FROM {TABLE}"), title="current (S1)")
-    console.print(f"S2 still reads {lh.read(TABLE, snapshot_id=s2_id).num_rows:,} rows")
-    _cmd(f"icefloe table snapshots {TABLE}")
-    for snap in lh.snapshots(TABLE):
-        marker = "*" if snap.current else " "
-        console.print(
-            f" {marker} {snap.snapshot_id}  {snap.time}  {snap.operation:<9} "
-            f"{snap.total_rows:>6,} rows  {', '.join(snap.tags)}"
-        )
-
-    _step(10, "Jobs through the API: LoadBatch -> TrainModel on the control plane")
-    _run_job_chain(settings)
-
+    _step(8, "Summary")
+    total = time.monotonic() - started
+    for name, seconds in times.items():
+        console.print(f"  {name:<44} {seconds:6.1f} s")
+    console.print(f"  {'the whole story':<44} {total:6.1f} s")
+    seen = figures["availability"]
+    console.print(f"endpoint availability while mlops_fail failed, during the rollback and "
+                  f"the fixed rerun: [bold]{seen.percent:.2f}%[/bold] ({seen.answered:,} of "
+                  f"{seen.calls:,} calls answered; by version "
+                  + ", ".join(f"{MODEL}/{v}: {n:,}" for v, n in sorted(seen.versions.items()))
+                  + ")")
+    for failure in seen.failures[:5]:
+        console.print(f"  [red]failed call:[/red] {failure}", markup=False)
+    console.print(f"from TrainModel's failure to the fixed model serving: "
+                  f"[bold]{figures['failure_to_fix_s']:.0f} s[/bold]")
+    for version in (figures["old_version"], figures["new_version"]):
+        console.print(f"lineage {MODEL}/{version['version']}: pipeline {version['pipeline']}, "
+                      f"trained on {version['table']}@{version['snapshot_id']}", markup=False)
+    console.print(f"report: {figures['report_csv']} and table reports.mlops_pipeline; "
+                  f"monitoring report {figures['report_html']}", markup=False)
+    summary = {"times_s": times, "total_s": total, "availability_percent": seen.percent,
+               "calls": seen.calls, "answered": seen.answered,
+               "calls_by_version": {str(v): n for v, n in seen.versions.items()},
+               "failure_to_fix_s": figures["failure_to_fix_s"], "dags": figures["dags"],
+               "deployment": figures["deployment"], "s1": s1.snapshot.snapshot_id,
+               "versions": [{k: figures[which][k] for k in ("version", "pipeline", "table",
+                                                           "snapshot_id")}
+                            for which in ("old_version", "new_version")]}
+    summary_file = settings.home / "demo" / "summary.json"
+    summary_file.write_text(json.dumps(summary, indent=2))
+    console.print(f"the figures: {summary_file}", markup=False)
     console.rule("[bold green]done")
-    console.print(f"the story so far ran in {time.monotonic() - started:.1f} s. Try:")
-    for line in (
-        f"icefloe lineage {v1_ref}",
-        f"icefloe model versions {MODEL}",
-        f"icefloe table snapshots {TABLE}",
-        f"icefloe table show {TABLE} --snapshot {s2_id} --limit 5",
-        f"icefloe table rollback {TABLE} --to {s2_id}   # roll forward again",
-        f'icefloe sql "SELECT purpose, count(*) FROM {TABLE} GROUP BY 1" --at {TABLE}={s2_id}',
-    ):
-        console.print(f"  {line}")
-    return {"s1": s1_id, "s2": s2_id}
+    return summary
 
 
-def _run_job_chain(settings: Settings) -> None:
-    """Start a control plane, create the demo project and jobs over HTTP, run the chain."""
-    import dataclasses
-    import socket
-    import threading
-
-    import uvicorn
-
-    from icefloe.api.app import create_app
-    from icefloe.auth import keys as api_keys
-    from icefloe.client import Client
-    from icefloe.errors import ConflictError as Exists
-    from icefloe.jobs.runner import Runner
-    from icefloe.store.db import Database
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    db = Database(settings.resolved_platform_db_url)
-    with db.session() as s:
-        demo_key, key = api_keys.create_api_key(s, "demo", "admin")
-        demo_key_id = demo_key.id
-    # The demo's own webhook receiver is on 127.0.0.1; its rules are evaluated on demand.
-    served = dataclasses.replace(settings, webhook_allowlist="127.0.0.1", monitor_interval=0)
-    app = create_app(served, db=db, runner=Runner(db, served, api_url=url), api_url=url)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    _cmd(f"icefloe up --port {port}   # here: in the demo process")
+def _pipeline_story(client: Any, plane: ControlPlane, settings: Settings, lh: Lakehouse,
+                    venv: Path, times: dict[str, float], bad_file: Path, seed: int,
+                    bad_rows: int) -> dict[str, Any]:
+    """Steps 2 to 7, with the control plane up."""
+    mark = time.monotonic()
+    _step(2, "Train the baseline, deploy, simulate and monitor through jobs")
+    for old in client.list_deployments():  # a re-run replaces the last run's endpoint
+        if old["model"] == MODEL and old["status"] == "DEPLOYED":
+            client.stop_deployment(old["id"])
     try:
-        with Client(url, key) as client:
-            try:
-                project = client.create_project("lending-demo", None,
-                                                "the demo's job scripts")
-            except Exists:
-                project = client.project("lending-demo")
-            pid = project["id"]
-            _copy_scripts(Path(project["path"]))
-            jobs = {j["name"]: j for j in client.list_jobs(pid)}
-            if "LoadBatch" not in jobs:
-                jobs["LoadBatch"] = client.create_job(pid, "LoadBatch", "load_batch.py",
-                                                      arguments="--rows 500 --seed 7",
-                                                      timeout=600)
-            if "TrainModel" not in jobs:
-                jobs["TrainModel"] = client.create_job(
-                    pid, "TrainModel", "train.py", arguments="--pipeline categorical",
-                    parent_job_id=jobs["LoadBatch"]["id"], timeout=900, kernel="spark")
-            _cmd("POST /api/v2/projects/{p}/jobs/{LoadBatch}/runs")
-            load = client.wait_run(pid, jobs["LoadBatch"]["id"],
-                                   client.create_run(pid, jobs["LoadBatch"]["id"])["id"])
-            console.print(f"LoadBatch: {load['status']}")
-            console.print(client.run_logs(pid, jobs["LoadBatch"]["id"], load["id"])["content"]
-                          .strip(), markup=False)
-            if load["status"] == "ENGINE_SUCCEEDED":
-                train_job = jobs["TrainModel"]["id"]
-                deadline = time.monotonic() + 900
-                while not any(r["parent_run_id"] == load["id"]
-                              for r in client.list_runs(pid, train_job)):
-                    if time.monotonic() > deadline:
-                        raise AssertionError("TrainModel did not start after LoadBatch")
-                    time.sleep(0.2)
-                child = next(r for r in client.list_runs(pid, train_job)
-                             if r["parent_run_id"] == load["id"])
-                done = client.wait_run(pid, train_job, child["id"])
-                console.print(f"TrainModel (started by LoadBatch's success): {done['status']}")
-                tail = client.run_logs(pid, train_job, child["id"])["content"].strip()
-                console.print("\n".join(tail.splitlines()[-4:]), markup=False)
-            _step(11, "Serve the newest version: build, deploy, call, send ground truth")
-            dep = _serve(client, settings)
-            if dep is not None:
-                _step(12, "Monitor: the seed's Simulation and Inference jobs, an accuracy "
-                          "rule with a webhook, the report")
-                _monitor(client, settings, pid, dep)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        with db.session() as s:
-            api_keys.revoke_api_key(s, demo_key_id)  # the demo's key lives only as long as it runs
-        db.dispose()
-
-
-def _copy_scripts(folder: Path) -> None:
-    """Put the demo's job scripts into its project folder (projects live under the root)."""
-    for script in sorted(PROJECT_DIR.glob("*.py")):
-        target = folder / script.name
-        target.write_bytes(script.read_bytes())
-        target.chmod(0o640)  # readable by the job user's group when jobs run as another user
-
-
-def _serve(client: Any, settings: Settings) -> dict[str, Any] | None:
-    """Build and deploy the newest version, call it, send ground truth, read the metrics."""
-    latest = ModelRegistry(settings).versions(MODEL)[-1]["version"]
-    ref = f"{MODEL}/{latest}"
-    _cmd(f"icefloe model deploy {ref} --replicas 2")
-    build = client.build_model(ref)
-    console.print(f"build {build['id']}: {build['status']} (self-test parity "
-                  f"{build['parity']:.1e})" if build["status"] == "BUILD_READY"
-                  else f"build failed: {build['reason']}", markup=False)
-    if build["status"] != "BUILD_READY":
-        return None
-    for previous in client.list_deployments():  # a re-run replaces the last run's endpoint
-        if previous["model"] == MODEL and previous["status"] == "DEPLOYED":
-            client.stop_deployment(previous["id"])
+        project = client.create_project(PROJECT, None, "the demo's job scripts")
+    except ConflictError:
+        project = client.project(PROJECT)
+    pid = project["id"]
+    copy_scripts(Path(project["path"]))
+    jobs = ensure_jobs(client, pid, {
+        "LoadBatch": {"script": "load_batch.py", "arguments": f"--seed {seed}",
+                      "timeout": 900},
+        "LoadBadBatch": {"script": "load_batch.py",
+                         "arguments": f"--bad-batch {bad_rows} --seed {seed + 1}",
+                         "timeout": 600},
+        "TrainModel": {"script": "train.py", "arguments": "--pipeline baseline",
+                       "timeout": 900, "kernel": "spark"},
+        "PushModel": {"script": "push_model.py", "arguments": "--replicas 2",
+                      "timeout": 600},
+    })
+    _cmd("icefloe job run TrainModel -p lending-demo --wait")
+    train_run = client.wait_run(pid, jobs["TrainModel"],
+                                client.create_run(pid, jobs["TrainModel"])["id"])
+    run, tail = _run_tail(client, pid, jobs["TrainModel"], 4)
+    console.print(f"TrainModel: {train_run['status']}\n{tail}", markup=False)
+    _check(train_run["status"] == "ENGINE_SUCCEEDED",
+           f"the baseline TrainModel run ended {train_run['status']}: {tail}")
+    baseline = client.model_versions(MODEL)[-1]
+    _cmd(f"icefloe model deploy {MODEL}/{baseline['version']} --replicas 2")
+    build = client.build_model(f"{MODEL}/{baseline['version']}")
+    _check(build["status"] == "BUILD_READY", f"the baseline build failed: {build['reason']}")
     dep = client.deploy(build["id"], replicas=2)
-    pids = ", ".join(str(r["pid"]) for r in dep["replica_status"])
-    console.print(f"deployment {dep['id']} answers at {dep['endpoint']} "
-                  f"(replica processes {pids}, ready)")
-    fields = [f["name"] for f in build["input_schema"]["fields"]]
-    numbers = {f["name"] for f in build["input_schema"]["fields"] if f["kind"] == "number"}
-    rows = [r for r in Lakehouse(settings).read(TABLE, limit=200).to_pylist()
-            if all(r[n] is not None for n in numbers)][:5]
-    for row in rows:
-        answer = client.call_model(dep["access_key"], {f: row[f] for f in fields})["response"]
-        truth = int(row[LABEL_COLUMN] in POSITIVE_STATUSES)
-        client.track_delayed_metrics({"final_label": truth}, answer["uuid"])
-        console.print(f"  uuid {answer['uuid']}  probability {answer['probability']:.3f}  "
-                      f"prediction {answer['prediction']}  truth {truth}")
-    metrics = client.read_metrics(dep["id"])["metrics"]
-    joined = sum("final_label" in m["metrics"] for m in metrics)
-    console.print(f"read_metrics: {len(metrics)} predictions, {joined} with ground truth")
-    return dict(dep)
-
-
-class _Receiver:
-    """The demo's webhook endpoint on 127.0.0.1: keeps each alert and checks its signature."""
-
-    def __init__(self, secret: str) -> None:
-        import hashlib
-        import hmac
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.alerts: list[tuple[dict[str, Any], bool]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server name
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                expected = "sha256=" + hmac.new(secret.encode(), body,
-                                                hashlib.sha256).hexdigest()
-                signed = hmac.compare_digest(self.headers.get("X-Icefloe-Signature", ""),
-                                             expected)
-                outer.alerts.append((json.loads(body), signed))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-def _monitor(client: Any, settings: Settings, pid: str, dep: dict[str, Any]) -> None:
-    """Simulation calls the model and sends ground truth that gets noisier; Inference reads
-    the metrics back; an accuracy rule fires and its signed webhook arrives; the report."""
-    import secrets
-
-    receiver = _Receiver(secret := secrets.token_urlsafe(24))
+    console.print(f"deployment {dep['id']} serves {MODEL}/{baseline['version']} at "
+                  f"{dep['endpoint']}", markup=False)
+    receiver = Receiver(secret := secrets.token_urlsafe(24))
+    client.create_rule(dep["id"], metric="accuracy", comparison="<", threshold=0.6,
+                       window="200", min_samples=100, target=receiver.url, secret=secret)
     _cmd(f"icefloe monitor rule create {dep['id']} --metric accuracy --below 0.6 "
          f"--window 200 --webhook {receiver.url} --secret-file SECRET_FILE")
-    rule = client.create_rule(dep["id"], metric="accuracy", comparison="<", threshold=0.6,
-                              window="200", min_samples=100, target=receiver.url,
-                              secret=secret)
-    fields = {"arguments": f"{dep['id']} --predictions 600", "timeout": 900,
-              "secret_environment": {"MODEL_ACCESS_KEY": dep["access_key"]}}
-    jobs = {j["name"]: j for j in client.list_jobs(pid)}
-    if "Simulation" in jobs:  # a re-run: the new deployment's id and access key
-        jobs["Simulation"] = client.update_job(pid, jobs["Simulation"]["id"], **fields)
-    else:
-        jobs["Simulation"] = client.create_job(pid, "Simulation", "simulation.py", **fields)
-    following = {"arguments": dep["id"], "timeout": 600,
-                 "parent_job_id": jobs["Simulation"]["id"]}
-    if "Inference" in jobs:
-        client.update_job(pid, jobs["Inference"]["id"], **following)
-    else:
-        client.create_job(pid, "Inference", "inference.py", **following)
-    _cmd("icefloe job run Simulation -p lending-demo --wait   # then Inference, its child")
-    sim = jobs["Simulation"]["id"]
-    runs = client.wait_chain(pid, sim, client.create_run(pid, sim)["id"])
-    names = {j["id"]: j["name"] for j in client.list_jobs(pid)}
-    for run in runs:
-        console.print(f"{names.get(run['job_id'], run['job_id'])}: {run['status']}")
-        log = client.run_logs(pid, run["job_id"], run["id"])["content"].strip()
-        console.print("\n".join("  " + line for line in log.splitlines()[-8:]), markup=False)
-    _cmd(f"icefloe monitor evaluate {dep['id']}")
+    jobs.update(ensure_jobs(client, pid, {
+        "Simulation": {"script": "simulation.py", "arguments": f"{dep['id']} --predictions 600",
+                       "timeout": 900,
+                       "secret_environment": {"MODEL_ACCESS_KEY": dep["access_key"]}},
+        "Inference": {"script": "inference.py", "arguments": dep["id"], "timeout": 600},
+    }))
+    for name in ("Simulation", "Inference"):
+        _cmd(f"icefloe job run {name} -p lending-demo --wait")
+        done = client.wait_run(pid, jobs[name], client.create_run(pid, jobs[name])["id"])
+        _, tail = _run_tail(client, pid, jobs[name], 3)
+        console.print(f"{name}: {done['status']}\n{tail}", markup=False)
+        _check(done["status"] == "ENGINE_SUCCEEDED", f"{name} ended {done['status']}")
     for change in client.evaluate_rules(dep["id"]):
-        console.print(f"rule {change['rule']}: {change['from']} -> {change['to']} "
-                      f"(accuracy {change['value']:.2f} over the last {change['samples']} "
-                      "predictions with ground truth)")
+        console.print(f"rule {change['rule']}: {change['from']} -> {change['to']} (accuracy "
+                      f"{change['value']:.2f} over {change['samples']} predictions with truth)")
     for alert, signed in receiver.alerts:
         console.print(f"webhook received: {alert['state']} {alert['metric']} = "
                       f"{alert['value']:.2f} (signature {'valid' if signed else 'INVALID'})")
-    receiver.server.shutdown()
-    if not receiver.alerts:
-        console.print(f"[yellow]the accuracy rule {rule['id']} did not fire[/yellow]")
-    from icefloe.monitoring.monitor import report_deployment
-    from icefloe.store.db import Database
+    receiver.close()
+    report_html = settings.home / "demo" / "report.html"
+    report_html.write_text(client.report(dep["id"], window="1d"))
+    console.print(f"monitoring report: {report_html}", markup=False)
+    times["2 baseline through jobs"] = time.monotonic() - mark
 
-    report = settings.home / "demo" / "report.html"
-    _cmd(f"icefloe monitor report {dep['id']} --output {report}")
-    db = Database(settings.resolved_platform_db_url)
+    airflow = Airflow(venv, settings.home / "airflow", plane.url, plane.key)
+    airflow.migrate()
+    report_csv = settings.home / "demo" / "mlops_report.csv"
+    dag_env = {"ICEFLOE_DEMO_PROJECT": PROJECT, "ICEFLOE_DEMO_DEPLOYMENT": dep["id"],
+               "ICEFLOE_DEMO_REPORT_CSV": str(report_csv), "ICEFLOE_DEMO_POLL": "1"}
+
+    def order(load: str) -> list[str]:
+        return ["start", load, *CHAIN, "report", "end"]
+
+    mark = time.monotonic()
+    _step(3, "Airflow: mlops_success (Spark ETL batch -> retrain -> redeploy -> simulate -> "
+             "monitor -> SQL report)")
+    _cmd("airflow dags test mlops_success")
+    success = airflow.test("mlops_success", dag_env, order("loadbatch"))
+    _dag_table(success)
+    _check(success.state == "success", f"mlops_success ended {success.state}:\n"
+                                       f"{success.output[-3000:]}")
+    report = lh.sql("SELECT pipeline, model_version, predictions, with_truth, accuracy "
+                    "FROM reports.mlops_pipeline ORDER BY pipeline_run, model_version")
+    print_arrow(report, title=f"reports.mlops_pipeline (also {report_csv})")
+    times["3 mlops_success"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    _step(4, "Airflow: mlops_fail (a batch with new categorical columns) while a prober calls "
+             "the endpoint")
+    serving = client.get_deployment(dep["id"])
+    old_version = next(v for v in client.model_versions(MODEL)
+                       if v["version"] == serving["model_version"])
+    fields = [f["name"] for f in serving["input_schema"]["fields"]]
+    records = [{f: r.get(f) for f in fields} for r in lh.read(TABLE, limit=400).to_pylist()
+               if all(r.get(f) is not None for f in fields)][:200]
+    prober = Prober(plane.url, plane.key, dep["access_key"], records, dep["id"]).start()
+    console.print(f"prober: calling {MODEL}/{old_version['version']} one call after another "
+                  f"with the {len(fields)} fields callers send today")
+    _cmd("airflow dags test mlops_fail")
+    failed = airflow.test("mlops_fail", dag_env, order("loadbadbatch"))
+    _dag_table(failed)
+    _check(failed.task("TrainModel").state == "failed",
+           f"TrainModel should fail on the new categorical columns; it ended "
+           f"{failed.task('TrainModel').state}")
+    fail_run, tail = _run_tail(client, pid, jobs["TrainModel"], 1)
+    console.print(f"[red]TrainModel run {fail_run['id'][:8]} {fail_run['status']}:[/red]")
+    console.print(f"  {tail}", markup=False)
+    seen = prober.seen
+    console.print(f"meanwhile the endpoint answered {seen.answered:,} of {seen.calls:,} calls "
+                  f"with {MODEL}/{client.get_deployment(dep['id'])['model_version']}")
+    times["4 mlops_fail while serving"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    _step(5, "Lineage: the serving model's snapshot; roll the table back to it")
+    ref = f"{MODEL}/{old_version['version']}"
+    _cmd(f"icefloe lineage {ref}")
+    console.print(f"{ref} (serving) was trained on {old_version['table']}@"
+                  f"{old_version['snapshot_id']}; the table is now at "
+                  f"{lh.current_snapshot(TABLE).snapshot_id}")  # type: ignore[union-attr]
+    _cmd(f"icefloe table rollback {TABLE} --to-model {ref}")
+    rolled = lh.rollback(TABLE, old_version["snapshot_id"])
+    console.print(f"current snapshot {rolled.previous_snapshot_id} -> "
+                  f"{rolled.snapshot.snapshot_id}; schema id {rolled.previous_schema_id} -> "
+                  f"{rolled.schema_id} (columns removed: "
+                  f"{', '.join(rolled.columns_removed) or 'none'})")
+    _cmd(f"icefloe table load {TABLE} {bad_file} --mode append")
     try:
-        shown = report_deployment(db, Lakehouse(settings), dep["id"], report, "1d")
-    finally:
-        db.dispose()
-    drift = max((f["value"] for f in shown["figures"] if f["metric"] == "psi"
-                 and f["value"] is not None), default=0.0)
-    console.print(f"wrote {report} (largest feature PSI {drift:.3f}: the calls were drawn "
-                  "from the training data)", markup=False)
+        lh.load_file(TABLE, bad_file, "append")
+        raise StoryError("the bad batch was accepted without --evolve after the rollback")
+    except SchemaMismatchError as exc:
+        console.print(f"the guard is back: [red]refused:[/red] {exc.message}")
+    _cmd(f"icefloe data reproduce {ref} --output {settings.home / 'demo' / 'training.parquet'}")
+    repro = reproduce_training_data(settings, ref, settings.home / "demo" / "training.parquet")
+    console.print(f"reproduced {repro['rows']:,} rows of {ref}'s training data; the "
+                  "fingerprint matches")
+    times["5 lineage and rollback"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    _step(6, "Switch TrainModel to the categorical pipeline")
+    _cmd("PATCH /api/v2/projects/{p}/jobs/{TrainModel} "
+         '{"arguments": "--pipeline categorical"}')
+    client.update_job(pid, jobs["TrainModel"], arguments="--pipeline categorical")
+    times["6 switch the pipeline"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    _step(7, "Airflow: mlops_fail again, now green, with a zero-downtime switch")
+    _cmd("airflow dags test mlops_fail")
+    fixed = airflow.test("mlops_fail", dag_env, order("loadbadbatch"))
+    _dag_table(fixed)
+    _check(fixed.state == "success", f"mlops_fail ended {fixed.state} after the fix:\n"
+                                     f"{fixed.output[-3000:]}")
+    push_run, tail = _run_tail(client, pid, jobs["PushModel"], 1)
+    console.print(tail, markup=False)
+    time.sleep(2)  # a few more calls on the new version before the prober stops
+    seen = prober.stop()
+    new_version = client.model_versions(MODEL)[-1]
+    _check(client.get_deployment(dep["id"])["model_version"] == new_version["version"],
+           "the fixed version is not the one serving")
+    times["7 mlops_fail, fixed"] = time.monotonic() - mark
+    return {"availability": seen, "old_version": old_version, "new_version": new_version,
+            "failure_to_fix_s": _seconds_between(fail_run["finished_at"],
+                                                 push_run["finished_at"]),
+            "report_csv": report_csv, "report_html": report_html,
+            "deployment": dep["id"], "dags": {"mlops_success": success.state,
+                                              "mlops_fail": failed.state,
+                                              "mlops_fail_fixed": fixed.state}}
+
+
+def _seconds_between(start: str, end: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()

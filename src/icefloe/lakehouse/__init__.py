@@ -28,10 +28,10 @@ from icefloe.lakehouse import sql as _sql
 from icefloe.lakehouse import tables as _tables
 from icefloe.lakehouse.files import ProgressCallback, read_file
 from icefloe.lakehouse.names import TableName, parse_table_name
-from icefloe.lakehouse.snapshots import SnapshotInfo
+from icefloe.lakehouse.snapshots import Rollback, SnapshotInfo
 from icefloe.lakehouse.tables import WriteResult
 
-__all__ = ["Lakehouse", "SnapshotInfo", "TableName", "WriteResult", "to_arrow"]
+__all__ = ["Lakehouse", "Rollback", "SnapshotInfo", "TableName", "WriteResult", "to_arrow"]
 
 
 def to_arrow(data: Any) -> pa.Table:
@@ -211,9 +211,21 @@ class Lakehouse:
         """The table's tags."""
         return _snapshots.list_tags(self.table(name))
 
-    def rollback(self, name: str, snapshot_id: int) -> SnapshotInfo:
-        """Make an earlier (or rolled-back-from) snapshot current; history is kept."""
-        return _snapshots.rollback(self.catalog, name, snapshot_id)
+    def rollback(self, name: str, snapshot_id: int | str, *,
+                 keep_schema: bool = False) -> Rollback:
+        """Make an earlier (or rolled-back-from) snapshot current; history is kept.
+
+        Args:
+            name: ``namespace.table``.
+            snapshot_id: An id, a tag or a unique id prefix.
+            keep_schema: Move only the snapshot; by default the snapshot's own schema becomes
+                the current schema again in the same commit, so columns a later write added
+                are gone from it (and a batch that has them needs ``evolve`` again).
+
+        Returns:
+            What changed: see :class:`icefloe.lakehouse.snapshots.Rollback`.
+        """
+        return _snapshots.rollback(self.catalog, name, snapshot_id, keep_schema=keep_schema)
 
     @cached_property
     def _sql_runner(self) -> _sql.SqlRunner:

@@ -1,4 +1,5 @@
-"""Snapshot history, references (tags), time travel resolution and rollback.
+"""Snapshot history, references (tags), time travel resolution and rollback (the snapshot
+and the schema it was written with, in one commit).
 
 The functions that only look at table metadata are pure; the ones that commit (tags,
 rollback) retry lost races and check whether an earlier attempt already landed.
@@ -16,9 +17,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
+from pyiceberg.table.update import (
+    AssertCurrentSchemaId,
+    SetCurrentSchemaUpdate,
+    UpdatesAndRequirements,
+    UpdateTableMetadata,
+)
+from pyiceberg.table.update.snapshot import ManageSnapshots
 
 from icefloe.errors import ConflictError, InvalidInputError, NoSuchSnapshotError
 from icefloe.lakehouse.catalog import load_table, retry_lost_races
@@ -294,30 +302,122 @@ def list_tags(table: Table) -> list[dict[str, object]]:
     ]
 
 
-def rollback(catalog: SqlCatalog, name: str | TableName, snapshot_id: int | str) -> SnapshotInfo:
-    """Make ``snapshot_id`` (an id, a tag or a unique id prefix) the table's current snapshot.
+@dataclass(frozen=True)
+class Rollback:
+    """What a rollback (or roll forward) did to a table."""
 
-    Going back to an ancestor is a rollback; going to a snapshot that was rolled back from is
-    a roll forward. Either way the history is kept, so every snapshot stays readable.
+    table: str
+    snapshot: SnapshotInfo
+    previous_snapshot_id: int | None
+    previous_short_id: str | None
+    previous_schema_id: int
+    schema_id: int
+    columns_removed: tuple[str, ...] = ()
+    columns_restored: tuple[str, ...] = ()
+
+    @property
+    def schema_changed(self) -> bool:
+        """Whether the table's current schema changed (it was restored to the snapshot's)."""
+        return self.schema_id != self.previous_schema_id
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form, with the snapshot as :meth:`SnapshotInfo.to_dict` has it."""
+        return {**asdict(self), "snapshot": self.snapshot.to_dict(),
+                "schema_changed": self.schema_changed}
+
+
+class _SetCurrentSchema(UpdateTableMetadata["_SetCurrentSchema"]):
+    """Make a schema the table already has its current schema again (staged in a
+    transaction, so it commits together with the snapshot move)."""
+
+    def __init__(self, transaction: Transaction, schema_id: int) -> None:
+        super().__init__(transaction)
+        self._schema_id = schema_id
+
+    def _commit(self) -> UpdatesAndRequirements:
+        current = self._transaction.table_metadata.current_schema_id
+        # Fields by name at run time (populate_by_name); their pydantic aliases mislead mypy.
+        return ((SetCurrentSchemaUpdate(schema_id=self._schema_id),),  # type: ignore[call-arg]
+                (AssertCurrentSchemaId(current_schema_id=current),))  # type: ignore[call-arg]
+
+
+def _column_names(table: Table, schema_id: int) -> list[str]:
+    schema = table.schemas().get(schema_id)
+    return [f.name for f in schema.fields] if schema is not None else []
+
+
+def rollback(catalog: SqlCatalog, name: str | TableName, snapshot_id: int | str, *,
+             keep_schema: bool = False) -> Rollback:
+    """Make ``snapshot_id`` (an id, a tag or a unique id prefix) the table's current snapshot,
+    and (unless ``keep_schema``) the schema that snapshot was written with the table's
+    current schema again, so the table is as it was then.
+
+    Restoring the schema matters for later writes: they are checked against the current
+    schema, so columns a rolled-back write added (``evolve``) are new again and a batch that
+    has them is refused without ``evolve``, as before that write. The snapshot and the schema
+    move in one commit: a failure leaves the table as it was. Going back to an ancestor is a
+    rollback; going to a snapshot that was rolled back from is a roll forward (its schema,
+    with the columns it added, comes back too). Either way the history is kept, so every
+    snapshot stays readable with its own columns.
+
+    Args:
+        catalog: The catalog.
+        name: ``namespace.table``.
+        snapshot_id: The snapshot to make current: an id, a tag or a unique id prefix.
+        keep_schema: Move only the snapshot and leave the current schema as it is (columns
+            added since stay in it; reads of the snapshot still show only its own columns).
+
+    Returns:
+        The snapshot made current, the one before, and the current schema id before and
+        after (with the column names that left or came back).
 
     Raises:
         NoSuchSnapshotError: The snapshot is not in the table's history.
+        ConflictError: The snapshot records no schema to restore (use ``keep_schema``), or
+            too many lost races.
     """
     tname = name if isinstance(name, TableName) else parse_table_name(name)
 
-    def attempt() -> SnapshotInfo:
+    def attempt() -> Rollback:
         table = load_table(catalog, tname)
         target = find_snapshot(table, snapshot_id)
         target_id = target.snapshot_id
         current = table.current_snapshot()
-        if current is not None and current.snapshot_id == target_id:
-            return snapshot_info(table, target)
-        manage = table.manage_snapshots()
-        if target_id in _ancestor_ids(table):
-            manage.rollback_to_snapshot(target_id)
-        else:
-            manage.set_current_snapshot(snapshot_id=target_id)
-        manage.commit()
-        return snapshot_info(load_table(catalog, tname), target)
+        schema_before = table.metadata.current_schema_id
+        schema_after = schema_before
+        if not keep_schema:
+            if target.schema_id is None or target.schema_id not in table.schemas():
+                raise ConflictError(
+                    f"snapshot {target_id} of {tname} records no schema to restore "
+                    f"(schema id {target.schema_id}); roll back with --keep-schema "
+                    f"(keep_schema=True) to move only the snapshot")
+            schema_after = target.schema_id
+        previous_id = current.snapshot_id if current is not None else None
+        previous_short = (_TableFacts.of(table).short.get(previous_id, str(previous_id))
+                          if previous_id is not None else None)
+        if previous_id != target_id or schema_after != schema_before:
+            tx = table.transaction()
+            if previous_id != target_id:
+                manage = ManageSnapshots(tx)
+                if target_id in _ancestor_ids(table):
+                    manage.rollback_to_snapshot(target_id)
+                else:
+                    manage.set_current_snapshot(snapshot_id=target_id)
+                manage.commit()
+            if schema_after != schema_before:
+                _SetCurrentSchema(tx, schema_after).commit()
+            tx.commit_transaction()
+        before_cols = _column_names(table, schema_before)
+        after_cols = _column_names(table, schema_after)
+        return Rollback(
+            table=str(tname),
+            snapshot=snapshot_info(load_table(catalog, tname), target),
+            previous_snapshot_id=previous_id,
+            previous_short_id=previous_short,
+            previous_schema_id=schema_before,
+            schema_id=schema_after,
+            columns_removed=tuple(c for c in before_cols if c not in after_cols),
+            columns_restored=tuple(c for c in after_cols if c not in before_cols),
+        )
 
     return retry_lost_races(attempt, f"rolling back {tname}")

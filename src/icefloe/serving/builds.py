@@ -32,7 +32,12 @@ BUILDING, READY, FAILED = "BUILDING", "BUILD_READY", "BUILD_FAILED"
 
 
 def schema_from_onnx(model_bytes: bytes, lineage: Lineage) -> InputSchema:
-    """Input schema of a compiled model: numbers and strings, with the training categories."""
+    """Input schema of a compiled model: numbers and strings, with the training categories.
+
+    String fields are optional (their declared default is the unknown category, as a null
+    scores), so a deployment moved to a build with new string features keeps answering its
+    callers; numbers have no default.
+    """
     import onnx
 
     model = onnx.load_from_string(model_bytes)
@@ -44,7 +49,7 @@ def schema_from_onnx(model_bytes: bytes, lineage: Lineage) -> InputSchema:
                 levels[node.input[0]] = tuple(k.decode() for k in keys.strings)
     fields = [FieldSpec(n, "number", nullable=lineage.nulls == "impute")
               for n in lineage.numeric_features]
-    fields += [FieldSpec(n, "string", levels.get(n, ()), nullable=True)
+    fields += [FieldSpec(n, "string", levels.get(n, ()), nullable=True, optional=True)
                for n in lineage.categorical_features]
     return InputSchema(tuple(fields))
 

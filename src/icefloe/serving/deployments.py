@@ -33,7 +33,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from icefloe.auth.digests import access_key_hash as key_hash
 from icefloe.errors import ConflictError, IcefloeError, UnavailableError
 from icefloe.serving.builds import READY
-from icefloe.serving.schema import example_request
+from icefloe.serving.schema import (
+    InputSchema,
+    NewFields,
+    describe_fields,
+    example_request,
+    new_fields,
+)
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store import repo
 from icefloe.store.db import Database
@@ -206,16 +212,52 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
     return dep, access_key
 
 
+def _input_schema(build: Build | None) -> InputSchema | None:
+    stored = build.input_schema if build is not None else None
+    return InputSchema.from_dict(stored) if stored and "fields" in stored else None
+
+
+def check_new_fields(dep: Deployment, serving: Build | None, build: Build,
+                     accept_new_fields: bool = False) -> NewFields:
+    """Compare the input schema of the build a deployment would move to with the one it
+    serves; returns the fields the new build adds.
+
+    Raises:
+        ConflictError: The new build requires fields the serving build does not take (no
+            declared default: callers do not send them today, so every call would be
+            refused), naming them, and ``accept_new_fields`` is off.
+    """
+    old, new = _input_schema(serving), _input_schema(build)
+    if old is None or new is None:  # a build made before schemas were kept: nothing to say
+        return NewFields()
+    added = new_fields(old, new)
+    if added.breaks_callers and not accept_new_fields:
+        raise ConflictError(
+            f"build {build.id} ({build.model_name}/{build.model_version}) requires input "
+            f"field(s) {describe_fields(added.required)} that deployment {dep.id} does not "
+            f"take today (build {dep.build_id}, {dep.model_name}/{dep.model_version}): its "
+            "callers do not send them, so every call would be refused. The deployment still "
+            "serves its build; redeploy with accept_new_fields (CLI --accept-new-fields) "
+            "once callers send them")
+    return added
+
+
 def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id: str,
-             actor: str = "") -> Deployment:
+             actor: str = "", *, accept_new_fields: bool = False) -> Deployment:
     """Move a deployment (same access key, same id) to another build of its model.
 
     Redeploys of one deployment take turns: each starts its build's replicas, records the
     build (only if the row still names the build it replaces), then moves traffic.
 
+    A build that requires input fields the serving build does not take would refuse every
+    call its callers make today: it is refused unless ``accept_new_fields``. New fields with
+    a declared default (strings: the unknown category) need no acceptance; calls without
+    them are scored with it and counted in the tracked metric ``missing_fields``.
+
     Raises:
         ConflictError: The deployment is not DEPLOYED (or not served here), the build is not
-            READY or is of another model, or the row changed meanwhile (the new replicas are
+            READY or is of another model, it requires new input fields (naming them) and
+            ``accept_new_fields`` is off, or the row changed meanwhile (the new replicas are
             stopped; the old build keeps serving).
         UnavailableError: The new build's replicas never became ready; the old build keeps
             serving and the reason is kept on the deployment.
@@ -230,6 +272,8 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
             if build.model_name != dep.model_name:
                 raise ConflictError(f"build {build_id} is of model {build.model_name!r}; "
                                     f"deployment {deployment_id} serves {dep.model_name!r}")
+            added = check_new_fields(dep, s.get(Build, dep.build_id), build,
+                                     accept_new_fields)
             previous, wanted = dep.build_id, dep.replicas
             build_path, version = build.path, build.model_version
         served = supervisor.serving(deployment_id)
@@ -255,13 +299,22 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
                                         f"while build {build_id} was starting; it still "
                                         f"serves build {previous}")
                 repo.audit(s, who, "deployment.redeploy", f"deployment/{deployment_id}", "ok",
-                           f"build/{previous} -> build/{build_id}")
+                           f"build/{previous} -> build/{build_id}" + _fields_note(added))
                 row = repo.get_deployment(s, deployment_id)
         except BaseException:
             supervisor.discard(deployment_id, fresh)
             raise
         supervisor.switch(deployment_id, build_id, build_path, fresh)
     return row
+
+
+def _fields_note(added: NewFields) -> str:
+    """What the audit keeps about new input fields of a redeploy ("" for none)."""
+    parts = ([f"new required field(s) accepted: {describe_fields(added.required)}"]
+             if added.required else [])
+    if added.defaulted:
+        parts.append(f"new field(s) with defaults: {describe_fields(added.defaulted)}")
+    return "".join(f"; {p}" for p in parts)
 
 
 def stop_deployment(db: Database, supervisor: Supervisor, deployment_id: str,

@@ -30,12 +30,19 @@ class RequestTooLarge(InvalidInputError):
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One input field: ``number`` or ``string`` (with the categories seen in training)."""
+    """One input field: ``number`` or ``string`` (with the categories seen in training).
+
+    An ``optional`` field has a declared default: a call may leave it out, and it is then
+    scored as missing (a string as the unknown category, like a null) and named in the
+    tracked metric ``missing_fields``. Builds declare every string field optional; numbers
+    never are (no value stands for a number nobody sent).
+    """
 
     name: str
     kind: str
     levels: tuple[str, ...] = ()
     nullable: bool = False
+    optional: bool = False
 
     @cached_property
     def level_set(self) -> frozenset[str]:
@@ -59,13 +66,19 @@ class InputSchema:
     def from_dict(cls, data: dict[str, Any]) -> InputSchema:
         """Rebuild from :meth:`to_dict`."""
         return cls(tuple(FieldSpec(f["name"], f["kind"], tuple(f.get("levels", ())),
-                                   bool(f.get("nullable", False))) for f in data["fields"]),
+                                   bool(f.get("nullable", False)),
+                                   bool(f.get("optional", False))) for f in data["fields"]),
                    bool(data.get("allow_unknown_fields", False)), dict(data.get("extra", {})))
 
     @property
     def names(self) -> tuple[str, ...]:
         """Field names in model order."""
         return tuple(f.name for f in self.fields)
+
+    @cached_property
+    def optional_names(self) -> tuple[str, ...]:
+        """Names of the fields a call may leave out (declared defaults), in model order."""
+        return tuple(f.name for f in self.fields if f.optional)
 
     def example_request(self) -> dict[str, Any]:
         """A record this schema accepts, to show callers the shape: ``0.0`` for a number,
@@ -221,11 +234,13 @@ def _check_scalar(value: Any, parts: tuple[str | int, ...], strings: bool,
 
 
 def validate_record(schema: InputSchema, record: Any, where: str = "request") -> dict[str, Any]:
-    """Check one record against the schema and return the values in model order.
+    """Check one record against the schema and return the values in model order (None for
+    an optional field the record leaves out).
 
     Raises:
-        InvalidInputError: Naming the field: missing, unknown, wrong type, NaN/Infinity,
-            a number beyond the float32 range the model takes (integers of any size).
+        InvalidInputError: Naming the field: missing (and not optional), unknown, wrong
+            type, NaN/Infinity, a number beyond the float32 range the model takes (integers
+            of any size).
     """
     if not isinstance(record, dict):
         raise InvalidInputError(f"{where} must be a JSON object of field values")
@@ -239,6 +254,9 @@ def validate_record(schema: InputSchema, record: Any, where: str = "request") ->
     out: dict[str, Any] = {}
     for spec in schema.fields:
         if spec.name not in record:
+            if spec.optional:  # its declared default: scored as missing (unknown category)
+                out[spec.name] = None
+                continue
             raise InvalidInputError(f"{where}: missing field {spec.name!r}")
         value = record[spec.name]
         if value is None:
@@ -260,3 +278,37 @@ def validate_record(schema: InputSchema, record: Any, where: str = "request") ->
                 f"{where}: field {spec.name!r} must be a string, got {type(value).__name__}")
         out[spec.name] = value
     return out
+
+
+@dataclass(frozen=True)
+class NewFields:
+    """Input fields a build takes that the build it would replace does not: callers of the
+    deployment do not send them today."""
+
+    required: tuple[FieldSpec, ...] = ()
+    defaulted: tuple[FieldSpec, ...] = ()
+
+    @property
+    def breaks_callers(self) -> bool:
+        """Whether calls shaped for the serving build would be refused (422) by the new one."""
+        return bool(self.required)
+
+
+def new_fields(serving: InputSchema, candidate: InputSchema) -> NewFields:
+    """The fields ``candidate`` takes that ``serving`` does not, in ``candidate``'s order.
+
+    ``required`` ones have no declared default (numbers, and strings of builds made before
+    defaults were declared): a call without them is refused, so every caller of today would
+    be. ``defaulted`` ones are optional: a call without them is scored with the default (a
+    string as the unknown category) and counted in ``missing_fields``.
+    """
+    known = set(serving.names)
+    added = [f for f in candidate.fields if f.name not in known]
+    return NewFields(required=tuple(f for f in added if not f.optional),
+                     defaulted=tuple(f for f in added if f.optional))
+
+
+def describe_fields(fields: tuple[FieldSpec, ...], limit: int = 20) -> str:
+    """``'bureau_score' (number), 'channel' (string)``: names and kinds, at most ``limit``."""
+    shown = ", ".join(f"{f.name[:100]!r} ({f.kind})" for f in fields[:limit])
+    return shown + (f" and {len(fields) - limit} more" if len(fields) > limit else "")

@@ -37,9 +37,11 @@ class BuildScorer:
     schema: InputSchema
     scorer: OnnxScorer
     _strings: FeatureSet = field(init=False, repr=False)
+    _optional_set: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._strings = FeatureSet((), self.scorer.features.categorical)
+        self._optional_set = frozenset(self.schema.optional_names)
 
     @classmethod
     def load(cls, folder: Path) -> BuildScorer:
@@ -58,7 +60,8 @@ class BuildScorer:
 
         Returns:
             Per record, the answer (0/1 prediction and probability) and the metrics tracked
-            for it (``unseen_categories``: fields whose value training never saw).
+            for it (``unseen_categories``: fields whose value training never saw;
+            ``missing_fields``: optional fields the record left out, scored as missing).
         """
         checked = [self.validate(record, f"record {i}" if len(records) > 1 else "request")
                    for i, record in enumerate(records)]
@@ -81,6 +84,9 @@ class BuildScorer:
                       and clean[f.name] is not None and clean[f.name] not in f.level_set]
             if unseen:
                 track_metric("unseen_categories", unseen)
+            optional = self.schema.optional_names
+            if optional and not record.keys() >= self._optional_set:
+                track_metric("missing_fields", [n for n in optional if n not in record])
         return clean, metrics
 
     def score(self, clean: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Demo job Inference (the seed's monitoring job): read the deployment's metrics back, print
-accuracy over time per 100 predictions beside the aggregate accuracy Simulation recorded, and
-draw the accuracy-over-time plot into the project folder.
+accuracy over time per 100 predictions beside the aggregate accuracy Simulation recorded,
+export the prediction log to monitoring.predictions, and draw the accuracy-over-time plot
+into the project folder.
 
 Written against CML's ``cdsw`` functions; only the import differs. Argument: DEPLOYMENT.
 """
@@ -10,6 +11,7 @@ import json
 from pathlib import Path
 
 import icefloe.cdsw as cdsw
+from icefloe.client import Client
 
 parser = argparse.ArgumentParser()
 parser.add_argument("deployment")
@@ -29,6 +31,11 @@ for start in range(0, len(predictions) - len(predictions) % 100, 100):
     print(f"predictions {start + 1}-{start + 100}: accuracy {right / len(block):.2f}", flush=True)
 print(f"{len(predictions)} predictions with ground truth, {len(aggregates)} aggregate "
       f"accuracies recorded by Simulation", flush=True)
+
+# Into monitoring.predictions, so SQL reports over the monitoring tables see these calls.
+exported = Client().export_predictions()
+print(f"{exported['table']}: {exported['added']} predictions added, "
+      f"{exported['truth_updated']} given their ground truth", flush=True)
 
 if points:
     from matplotlib.figure import Figure
