@@ -20,9 +20,12 @@ SCRIPTS = {
     "env.py": "import os, sys\nprint('args', sys.argv[1:])\nprint('BATCH', os.environ.get("
               "'BATCH'))\n",
     "slowish.py": "import time\nprint('working', flush=True)\ntime.sleep(4)\nprint('done')\n",
+    # Fails the first time it runs, succeeds after (a marker in the run's shared folder).
+    "flaky.py": "import pathlib, sys\nmark = pathlib.Path(sys.argv[1])\nif not mark.exists():\n"
+                "    mark.write_text('ran')\n    sys.exit('first run fails')\nprint('fine now')\n",
 }
 JOBS = {"ok": "env.py", "other": "ok.py", "fail": "fail.py", "slowish": "slowish.py",
-        "sleepy": "sleepy.py", "sleepy_too": "sleepy.py"}
+        "sleepy": "sleepy.py", "sleepy_too": "sleepy.py", "flaky": "flaky.py"}
 
 
 @dataclass
@@ -101,8 +104,12 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         folder = Path(cp.client.get(f"/projects/{project}").json()["path"])
         for name, text in SCRIPTS.items():
             (folder / name).write_text(text)
+        shared = tmp_path / "flaky"
+        shared.mkdir(mode=0o777)
+        shared.chmod(0o777)  # the job user (nobody, when the tests run as root) writes here
         for job, script in JOBS.items():
-            cp.job(project, job, script)
+            cp.job(project, job, script, **({"arguments": str(shared / "mark")}
+                                            if job == "flaky" else {}))
         root = cp.url.removesuffix("/api/v2")
         keys = cp.client.get("/keys").json()["keys"]
         key_id = next(k["id"] for k in keys if cp.key.split("_")[1] == k["prefix"])

@@ -17,6 +17,7 @@ def test_icefloe_operators_run_jobs_and_sql_and_reattach_on_retry(
     assert dag.tasks["run_deferred"][0] == "success"
     assert dag.tasks["run_too_long"][0] == "failed"
     assert dag.tasks["run_missing"][0] == "failed"
+    assert dag.tasks["run_flaky"] == ("success", 2)
     assert dag.tasks["run_killed"][0] == "failed"  # past its execution_timeout
 
     ok = platform.runs("ok")
@@ -33,6 +34,10 @@ def test_icefloe_operators_run_jobs_and_sql_and_reattach_on_retry(
     assert [r["status"] for r in retried] == ["ENGINE_SUCCEEDED"]
     assert "re-attached to run " + retried[0]["id"] in dag.output
     assert [r["status"] for r in platform.runs("other")] == ["ENGINE_SUCCEEDED"]
+    # A retry after a failed run ran the job again (a new run), not the failed one.
+    assert [r["status"] for r in platform.runs("flaky")] == ["ENGINE_SUCCEEDED",
+                                                             "ENGINE_FAILED"]
+    assert "ended ENGINE_FAILED: starting the next run" in dag.output
     # Going past the timeout stopped the run.
     assert [r["status"] for r in platform.runs("sleepy")] == ["ENGINE_STOPPED"]
     assert "did not end within 3 s; it was stopped" in dag.output

@@ -60,6 +60,8 @@ def test_token_route_exchanges_a_key_for_a_token_that_dies_with_the_key(
     for refused in (wrong, other_id):
         assert refused.status_code == 401
         assert refused.json() == bad_key.json()  # one body for every bad credential
+    swapped = token_for(cp, made["api_key"], made["id"])  # login and password swapped
+    assert swapped.status_code == 401
     no_grant = httpx.post(root(cp) + TOKEN, auth=(made["id"], made["api_key"]),
                           data={"grant_type": "password"})
     assert no_grant.status_code == 422 and "grant_type" in no_grant.text
@@ -69,6 +71,7 @@ def test_token_route_exchanges_a_key_for_a_token_that_dies_with_the_key(
     assert token_for(cp, made["id"], made["api_key"]).status_code == 401
     audit = cp.client.get("/audit", params={"page_size": 1000}).text
     assert "token.issue" in audit and token not in audit and made["api_key"] not in audit
+    as_token.close()
 
 
 def test_cml_runs_answer_a_repeated_idempotency_key_with_the_same_run(
@@ -88,7 +91,8 @@ def test_cml_runs_answer_a_repeated_idempotency_key_with_the_same_run(
     log = cp.client.get(f"/projects/{p}/jobs/{job}/runs/{run}/logs").json()["content"]
     assert "args ['--batch', '7']" in log and "BATCH b7 MODE job" in log
     # A finished run is found again too; a new key, or none, starts a new run.
-    assert cp.client.post(f"/projects/{p}/jobs/{job}/runs", headers=key).json()["id"] == run
+    assert cp.client.post(f"/projects/{p}/jobs/{job}/runs", headers=key,
+                          json=body).json()["id"] == run
     assert cp.client.post(f"/projects/{p}/jobs/{job}/runs",
                           headers={"Idempotency-Key": "other"}).status_code == 201
     assert cp.client.post(f"/projects/{p}/jobs/{job}/runs").status_code == 201
@@ -96,6 +100,13 @@ def test_cml_runs_answer_a_repeated_idempotency_key_with_the_same_run(
     bad = cp.client.post(f"/projects/{p}/jobs/{job}/runs",
                          json={"environment": {"1BAD": "x"}})
     assert bad.status_code == 422 and "1BAD" in bad.text
+    quotes = cp.client.post(f"/projects/{p}/jobs/{job}/runs", json={"arguments": "--a 'b"})
+    assert quotes.status_code == 422 and "arguments" in quotes.text
+    # The same key with another request is a mistake, not the same run.
+    other = cp.client.post(f"/projects/{p}/jobs/{job}/runs", headers=key,
+                           json={"arguments": "--batch 8"})
+    assert other.status_code == 422 and "other arguments or environment" in other.text
+    assert len(cp.runs(p, job)) == 3
 
 
 def test_a_project_is_a_cde_virtual_cluster(cp: ControlPlane) -> None:
@@ -118,6 +129,12 @@ def test_a_project_is_a_cde_virtual_cluster(cp: ControlPlane) -> None:
     assert isinstance(number, int)
     repeated = api.post("/jobs/etl/run", json=request)
     assert repeated.status_code == 409 and repeated.json()["id"] == number
+    assert "exists: job run" in repeated.json()["error"]["message"]
+    # The Idempotency-Key header the CML routes take works here too.
+    by_header = [api.post("/jobs/etl/run", json={}, headers={"Idempotency-Key": "k1"})
+                 for _ in range(2)]
+    assert [r.status_code for r in by_header] == [201, 409]
+    assert by_header[0].json()["id"] == by_header[1].json()["id"] != number
 
     def wait(n: int) -> dict:
         deadline = time.monotonic() + 60
@@ -148,3 +165,4 @@ def test_a_project_is_a_cde_virtual_cluster(cp: ControlPlane) -> None:
     elsewhere = httpx.get(f"{root(cp)}/cde/{other}/api/v1/job-runs/{number}",
                           headers={"Authorization": f"Bearer {cp.key}"})
     assert elsewhere.status_code == 404
+    api.close()

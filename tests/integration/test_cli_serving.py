@@ -173,8 +173,8 @@ def test_a_redeploy_that_would_break_callers_is_refused_unless_accepted(
     refused = cli(cp, "model", "deploy", "loan-default/3", "--replace", dep["id"])
     assert refused.returncode == 5, refused.stderr
     said = _words(refused.stderr)
-    assert "requires input field(s) 'bureau_score' (number) that deployment " \
-        f"{dep['id']} does not take today" in said
+    assert "requires new field(s) 'bureau_score' (number), unlike what deployment " \
+        f"{dep['id']} takes today" in said
     assert "--accept-new-fields" in said and "home_ownership" not in said
     build3 = json.loads(cli(cp, "model", "build", "loan-default/3", "--json").stdout)["id"]
     api = cp.client.post(f"/models/deployments/{dep['id']}:redeploy", json={"build_id": build3})

@@ -147,8 +147,16 @@ def test_new_fields_are_what_callers_of_the_serving_build_do_not_send() -> None:
     # Only defaulted additions: callers keep working.
     only_strings = new_fields(serving, InputSchema((*serving.fields, candidate.fields[0])))
     assert not only_strings.breaks_callers and only_strings.required == ()
-    # The same fields, or fewer: nothing new (a dropped field is not new).
-    assert new_fields(serving, serving) == new_fields(serving, InputSchema(serving.fields[:1]))
     assert not new_fields(serving, serving).breaks_callers
+    # A dropped field is not new, but callers still send it: refused as unknown, so it
+    # breaks them (unless the new build takes unknown fields).
+    dropped = new_fields(serving, InputSchema(serving.fields[:1]))
+    assert [f.name for f in dropped.removed] == ["gone"] and dropped.breaks_callers
+    assert "refuses field(s) callers send today 'gone' (number)" in dropped.breaking()
+    assert not new_fields(serving, InputSchema(serving.fields[:1], True)).breaks_callers
+    # A field that turns from a number into a string breaks them too.
+    kind = new_fields(serving, InputSchema((FieldSpec("income", "string"), serving.fields[1])))
+    assert [f.name for f in kind.changed] == ["income"] and kind.breaks_callers
+    assert "changes the kind of 'income' (string)" in kind.breaking()
     many = tuple(FieldSpec(f"f{i}", "number") for i in range(25))
     assert describe_fields(many).endswith("'f19' (number) and 5 more")

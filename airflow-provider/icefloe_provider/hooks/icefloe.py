@@ -115,14 +115,19 @@ class IcefloeHook(BaseHook):
                                         headers={"Authorization": f"Bearer {key}"})
         return self._client
 
-    def request(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, what: str, replay: bool = True,
+                **kwargs: Any) -> httpx.Response:
         """One API call with retries.
 
         Args:
             method: HTTP method.
             path: Path under ``/api/v2``.
             what: What the call is about, for errors (``job 'TrainModel' in project 'x'``).
-            **kwargs: Passed to httpx (json, params, headers).
+            replay: Whether the call may be sent again after the server may have acted on
+                it (a timeout, a 5xx). Off for calls that are not idempotent: then only a
+                call that never reached the server (no connection) or was turned away
+                before any work (429) is sent again.
+            **kwargs: Passed to httpx (json, params, headers, timeout).
 
         Raises:
             IcefloeApiError: An error answer, or no answer after the retries.
@@ -132,16 +137,21 @@ class IcefloeHook(BaseHook):
         while True:
             attempt += 1
             status, headers, reason = None, None, ""
+            maybe_done = False  # the server may have acted on the call
             try:
                 response = client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+                maybe_done = not isinstance(exc, httpx.ConnectError)
             else:
                 if response.status_code < 400:
                     return response
                 status, headers = response.status_code, response.headers
                 reason = f"HTTP {status}: {error_message(response)}"
+                maybe_done = status != 429
             wait = retry_wait(status, headers, attempt)
+            if maybe_done and not replay:
+                wait = None
             if wait is None or attempt > self.retries:
                 raise IcefloeApiError(f"icefloe {method} {path} failed for {what}: {reason}",
                                       status)
@@ -211,12 +221,13 @@ class IcefloeHook(BaseHook):
 
     def sql(self, sql: str, *, at: dict[str, int | str] | None = None,
             output_table: str | None = None, mode: str = "overwrite",
-            max_rows: int = 100) -> dict[str, Any]:
-        """Run SQL on the lakehouse (see ``POST /api/v2/sql``)."""
+            max_rows: int = 100, timeout: float = 3600) -> dict[str, Any]:
+        """Run SQL on the lakehouse (see ``POST /api/v2/sql``). Never sent twice once the
+        server may have run it (an append must not land twice); ``timeout`` seconds."""
         return self.request("POST", "/sql", json={
             "sql": sql, "at": at, "output_table": output_table, "mode": mode,
-            "max_rows": max_rows}, what=f"SQL{' into ' + output_table if output_table else ''}"
-        ).json()
+            "max_rows": max_rows}, what=f"SQL{' into ' + output_table if output_table else ''}",
+            replay=False, timeout=timeout).json()
 
     def test_connection(self) -> tuple[bool, str]:
         """Airflow's connection test: the key is accepted by the server."""

@@ -2,11 +2,15 @@
 
 The run request carries an idempotency key made of the DAG id, the DAG run id, the task id
 and the map index (not the try number): a retried task, or one whose worker restarted,
-re-attaches to the run its earlier try started instead of starting a second one.
+re-attaches to the run an earlier try started, if it is still going or succeeded, instead
+of starting a second one. A run that failed, was stopped or timed out is not re-attached
+to: the retry starts the next run (its key gets ``#2``, ``#3``... so each generation is
+found again in turn).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -18,13 +22,20 @@ from icefloe_provider.triggers.runs import ENDED, IcefloeRunTrigger
 
 RUN_URL_KEY = "icefloe_run_url"
 MAX_LOG_READS = 50  # chunks per poll: a chatty run cannot hold the task in one poll
+MAX_KEY = 240  # the server keeps 255 characters; room for "#<generation>"
+UNSUCCESSFUL = ENDED - {"ENGINE_SUCCEEDED"}
+MAX_GENERATIONS = 1000
 
 
 def idempotency_key(context: Any) -> str:
-    """``airflow:<dag id>:<run id>:<task id>:<map index>`` of a task instance."""
+    """``airflow:<dag id>:<run id>:<task id>:<map index>`` of a task instance (hashed when
+    longer than the server keeps, so long ids never lose the map index)."""
     ti = context["ti"]
     map_index = getattr(ti, "map_index", -1)
-    return f"airflow:{ti.dag_id}:{ti.run_id}:{ti.task_id}:{map_index}"[:255]
+    key = f"airflow:{ti.dag_id}:{ti.run_id}:{ti.task_id}:{map_index}"
+    if len(key) > MAX_KEY:
+        key = "airflow:sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
 
 
 class IcefloeRunLink(BaseOperatorLink):
@@ -91,10 +102,18 @@ class IcefloeJobRunOperator(BaseOperator):
         hook = self.hook
         project_id = hook.project_id(self.project)
         job_id = hook.job_id(project_id, self.job, self.project)
-        key = idempotency_key(context)
-        run, started = hook.start_run(project_id, job_id, arguments=self.arguments,
-                                      environment=self.env, idempotency_key=key,
-                                      what=self._what())
+        base = idempotency_key(context)
+        key, generation = base, 1
+        while True:
+            run, started = hook.start_run(project_id, job_id, arguments=self.arguments,
+                                          environment=self.env, idempotency_key=key,
+                                          what=self._what())
+            if started or run["status"] not in UNSUCCESSFUL or generation >= MAX_GENERATIONS:
+                break
+            self.log.info("run %s of an earlier try ended %s: starting the next run",
+                          run["id"], run["status"])
+            generation += 1
+            key = f"{base}#{generation}"
         run_id = str(run["id"])
         self._ids = (project_id, job_id, run_id)
         url = f"{hook.base_url}/api/v2/projects/{project_id}/jobs/{job_id}/runs/{run_id}"
@@ -141,6 +160,13 @@ class IcefloeJobRunOperator(BaseOperator):
         """Back from the trigger: print the run's log, then succeed or fail as it did."""
         hook = self.hook
         if event.get("status") == "error":
+            ids = event.get("ids")
+            if ids:  # the task fails: its run must not go on without it
+                self._ids = (str(ids[0]), str(ids[1]), str(ids[2]))
+                try:
+                    self.on_kill()
+                except AirflowException as exc:
+                    self.log.warning("could not stop run %s: %s", ids[2], exc)
             raise AirflowException(f"waiting for the run of {self._what()} failed: "
                                    f"{event.get('message')}")
         run = event["run"]

@@ -95,4 +95,5 @@ class IcefloeRunTrigger(BaseTrigger):
                         return
                     await asyncio.sleep(self.poll_interval)
         except Exception as exc:  # the task reports it; a trigger must not die silently
-            yield TriggerEvent({"status": "error", "message": str(exc)})
+            yield TriggerEvent({"status": "error", "message": str(exc),
+                                "ids": [self.project_id, self.job_id, self.run_id]})

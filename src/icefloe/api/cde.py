@@ -8,14 +8,16 @@ of a CDE virtual cluster and polls it. Here a virtual cluster is an icefloe proj
 key until it expires or the key is revoked.
 
 CDE's run request maps onto an icefloe run: ``variables`` become variables of the run's
-environment, ``overrides.spark.args`` its arguments, and ``requestID`` its idempotency key (a
-repeated one answers 409 with the run it started, which is what the operator expects).
+environment, ``overrides.spark.args`` its arguments, and ``requestID`` (or an
+``Idempotency-Key`` header) its idempotency key: a repeated one answers 409 with the run it
+started, which is what the operator expects.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 import shlex
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -25,7 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from icefloe.api.projects import Variables, reachable, request_run
+from icefloe.api.projects import IDEMPOTENCY_KEY, Variables, reachable, request_run
 from icefloe.auth import keys
 from icefloe.auth.middleware import UNAUTHORIZED, actor, too_many
 from icefloe.auth.refusals import Refusals, source_of
@@ -38,6 +40,7 @@ from icefloe.store.orm import Job, Run
 from icefloe.timefmt import iso_utc
 
 TOKEN_PATH = "/api/v0/auth/access-keys/token"  # noqa: S105 (a route, not a secret)
+KEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_FORM = 4096
 
 CDE_STATUS = {states.SCHEDULING: "starting", states.STARTING: "starting",
@@ -117,13 +120,16 @@ def add_token_route(app: FastAPI, database: Database, refusals: Refusals) -> Non
 
 
 def _issue(database: Database, client_id: str, secret: str) -> tuple[str, int] | None:
+    # The client id goes into the audit log only when it has a key id's shape: a key pasted
+    # into the wrong field (login and password swapped) must not be written down.
+    named = f"key/{client_id}" if KEY_ID.fullmatch(client_id) else "key/?"
     with database.session() as s:
         issued = keys.issue_access_token(s, client_id[:64], secret)
         if issued is None:
-            repo.audit(s, "anonymous", "token.issue", f"key/{client_id[:64]}", "denied")
+            repo.audit(s, "anonymous", "token.issue", named, "denied")
             return None
         token, expires_at = issued
-        repo.audit(s, client_id[:64], "token.issue", f"key/{client_id[:64]}", "ok")
+        repo.audit(s, named, "token.issue", named, "ok")
         return token, int(expires_at.timestamp() * 1000)
 
 
@@ -150,18 +156,21 @@ def add_cde_routes(app: FastAPI, database: Database, runner: Runner) -> None:
 
     @router.post("/jobs/{job_name}/run", status_code=201)
     def run_job(request: Request, body: CdeRunIn, job_name: str = Path(max_length=255),
-                project_id: str = PROJECT) -> Response:
+                project_id: str = PROJECT,
+                idempotency_key: str | None = IDEMPOTENCY_KEY) -> Response:
         spark = body.overrides.spark if body.overrides else None
         arguments = shlex.join(spark.args) if spark and spark.args is not None else None
+        # CDE's requestID, or the Idempotency-Key header the CML routes take too.
+        key = body.requestID or idempotency_key
         run, started = request_run(
             database, request, project_id, job_name, by_name=True,
-            idempotency_key=body.requestID, arguments=arguments,
+            idempotency_key=key, arguments=arguments,
             environment=dict(body.variables) if body.variables else None, number=True)
         if started:
             return JSONResponse({"id": run["number"]}, status_code=201)
         # CDE's answer to a repeated requestID: 409 with the run the first request started
         # (its "id", which the operator reads), in our error shape too.
-        exists = ConflictError(f"a run with requestID {body.requestID!r} exists: job run "
+        exists = ConflictError(f"a run with request id {key!r} exists: job run "
                                f"{run['number']} ({CDE_STATUS.get(run['status'], 'unknown')})")
         return JSONResponse({"id": run["number"], **exists.to_dict()}, status_code=409)
 

@@ -6,6 +6,7 @@ exist, and it may not create projects.
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from icefloe.auth.middleware import actor, principal_of
 from icefloe.config import Settings
-from icefloe.errors import ForbiddenError, InvalidInputError, NotFoundError
+from icefloe.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from icefloe.jobs import folders, vault
 from icefloe.jobs.environment import MAX_VALUE, MAX_VARIABLES, check_variables
 from icefloe.jobs.runner import Runner
@@ -157,6 +158,12 @@ def request_run(database: Database, request: Request, project_id: str, job_ref: 
     """
     if environment:
         check_variables(environment, "environment")
+    if arguments is not None:
+        try:  # split at launch; refused now, not as a run that cannot start
+            shlex.split(arguments)
+        except ValueError as exc:
+            raise InvalidInputError(f"arguments: cannot be split like a shell line: "
+                                    f"{exc}") from None
     principal = principal_of(request.scope)
     who = actor(request.scope)
 
@@ -164,6 +171,10 @@ def request_run(database: Database, request: Request, project_id: str, job_ref: 
         run = repo.run_by_key(s, job.id, idempotency_key) if idempotency_key else None
         if run is None:
             return None
+        if (run.arguments, run.environment or None) != (arguments, environment or None):
+            raise InvalidInputError(
+                f"idempotency key {idempotency_key!r} was used for run {run.id} of job "
+                f"{job.name!r} with other arguments or environment; use a new key")
         return {**run_json(run), **({"number": repo.run_number(s, run.id)} if number else {})}
 
     for _ in range(2):
@@ -185,10 +196,12 @@ def request_run(database: Database, request: Request, project_id: str, job_ref: 
                     out["number"] = repo.run_number(s, run.id)
                 return out, True
         except IntegrityError:
+            if not idempotency_key:
+                raise
             # Another request with the same key won the race: the next pass finds its run.
             continue
-    raise InvalidInputError(f"idempotency key {idempotency_key!r} is in use and its run "
-                            "could not be read; try again")
+    raise ConflictError(f"idempotency key {idempotency_key!r} is in use and its run could "
+                        "not be read; try again")
 
 
 def reachable(s: Session, request: Request, project_id: str) -> Project:

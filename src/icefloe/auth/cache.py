@@ -11,8 +11,8 @@ A good key is checked again once ``ttl`` seconds have passed, in the background:
 check answers the key keeps working, for at most ``stale`` seconds more, so a database that
 is slow or locked does not stall callers whose keys are known. Revoking through this process
 and the end of a run forget keys at once; a key revoked elsewhere stops working within
-``ttl`` seconds (``ttl + stale`` while the database does not answer). Run tokens are never
-used stale.
+``ttl`` seconds (``ttl + stale`` while the database does not answer). Run tokens and access
+tokens are trusted for a second at most and never used stale.
 """
 
 from __future__ import annotations
@@ -188,9 +188,9 @@ class KeyCache:
                 self._good = {d: e for d, e in self._good.items() if e[2] > now}
                 if len(self._good) >= self.max_entries:
                     self._good = {}
-            # A run token is trusted only briefly and never stale: it must stop working when
-            # its run ends.
-            if principal.run_id is None:
+            # Run and access tokens are trusted only briefly and never stale: they must stop
+            # working when their run ends or they expire.
+            if not principal.short_lived:
                 self._good[digest] = (now + self.ttl, principal, now + self.ttl + self.stale)
             else:
                 until = now + min(self.ttl, 1.0)

@@ -100,7 +100,7 @@ def _verify_access_token(s: Session, prefix: str, secret: str) -> Principal | No
     if key is None or key.revoked or _aware(token.expires_at) < datetime.now(UTC):
         return None
     user = s.get(User, key.user_id)
-    return Principal(user.name if user else "?", key.role, key.id)
+    return Principal(user.name if user else "?", key.role, key.id, short_lived=True)
 
 
 def revoke_api_key(s: Session, key_id: str) -> None:
@@ -161,7 +161,7 @@ def _verify_run_token(s: Session, prefix: str, secret: str) -> Principal | None:
     if expires < datetime.now(UTC) or status not in states.ACTIVE:
         return None
     return Principal(token.user, token.role, f"run/{token.run_id}", token.project_id,
-                     token.run_id)
+                     token.run_id, short_lived=True)
 
 
 def verify(s: Session, presented: str) -> Principal | None:

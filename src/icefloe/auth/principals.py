@@ -23,6 +23,8 @@ class Principal:
         key_id: The API key's id, or ``run/<run id>`` for a run token.
         project_id: For a run token, the only project it may reach; None for API keys.
         run_id: For a run token, the run it belongs to.
+        short_lived: An access token or run token: a cache may keep it only briefly and
+            never use it stale (it must stop working when it expires or its run ends).
     """
 
     user: str
@@ -30,6 +32,7 @@ class Principal:
     key_id: str
     project_id: str | None = None
     run_id: str | None = None
+    short_lived: bool = False
 
     @property
     def actor(self) -> str:

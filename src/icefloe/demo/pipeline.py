@@ -37,8 +37,16 @@ class DagRun:
     output: str
 
     def task(self, task_id: str) -> Task:
-        """One task by id."""
-        return next(t for t in self.tasks if t.task_id == task_id)
+        """One task by id.
+
+        Raises:
+            ConfigError: The run has no such task (the DAG is not the one the demo knows).
+        """
+        for task in self.tasks:
+            if task.task_id == task_id:
+                return task
+        raise ConfigError(f"DAG run of {self.dag_id} has no task {task_id!r} (it has "
+                          f"{', '.join(t.task_id for t in self.tasks) or 'none'})")
 
 
 def find_venv(path: Path | None) -> Path:
@@ -95,12 +103,13 @@ class Airflow:
         """Run a DAG once (``airflow dags test``) and read back how each task ended, listed
         in ``order`` (others after)."""
         started = time.monotonic()
+        before = self._last_run_id(dag_id)
         done = self._airflow("dags", "test", dag_id, env=env)
         with sqlite3.connect(self.home / "airflow.db") as db:
-            run = db.execute("SELECT run_id, state FROM dag_run WHERE dag_id = ? "
-                             "ORDER BY id DESC LIMIT 1", (dag_id,)).fetchone()
-            if run is None:
-                raise ConfigError(f"airflow did not run {dag_id}: "
+            run = db.execute("SELECT run_id, state FROM dag_run WHERE dag_id = ? AND id > ? "
+                             "ORDER BY id DESC LIMIT 1", (dag_id, before)).fetchone()
+            if run is None:  # never an earlier demo's run in its place
+                raise ConfigError(f"airflow did not run {dag_id} (exit {done.returncode}): "
                                   f"{(done.stderr or done.stdout).strip()[-1500:]}")
             rows = db.execute(
                 "SELECT task_id, state, duration FROM task_instance WHERE dag_id = ? AND "
@@ -110,4 +119,13 @@ class Airflow:
                        key=lambda t: rank.get(t.task_id, len(rank)))
         return DagRun(dag_id, run[1], tasks, time.monotonic() - started,
                       done.stdout + done.stderr)
+
+    def _last_run_id(self, dag_id: str) -> int:
+        database = self.home / "airflow.db"
+        if not database.is_file():
+            return 0
+        with sqlite3.connect(database) as db:
+            row = db.execute("SELECT max(id) FROM dag_run WHERE dag_id = ?",
+                             (dag_id,)).fetchone()
+        return int(row[0] or 0)
 

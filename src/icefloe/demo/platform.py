@@ -194,6 +194,11 @@ class Prober:
                     self.seen.failures.append(why)
                 if time.monotonic() - checked > 1.0:  # which version answers, once a second
                     checked = time.monotonic()
-                    version = http.get(f"/api/v2/models/deployments/{deployment_id}").json()[
-                        "model_version"]
+                    try:
+                        version = http.get(f"/api/v2/models/deployments/{deployment_id}"
+                                           ).json()["model_version"]
+                    except (httpx.HTTPError, ValueError, KeyError) as exc:
+                        # Not a model call: the prober goes on; the reason is kept.
+                        if len(self.seen.failures) < 20:
+                            self.seen.failures.append(f"version lookup: {exc}")
                 self._stop.wait(pause)

@@ -162,6 +162,9 @@ def run_story(settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, see
     summary_file = settings.home / "demo" / "summary.json"
     summary_file.write_text(json.dumps(summary, indent=2))
     console.print(f"the figures: {summary_file}", markup=False)
+    _check(seen.answered == seen.calls and not seen.failures,
+           f"the endpoint did not answer every call: {seen.answered:,} of {seen.calls:,}"
+           + "".join(f"\n  {f}" for f in seen.failures[:5]))
     console.rule("[bold green]done")
     return summary
 
@@ -248,7 +251,7 @@ def _pipeline_story(client: Any, plane: ControlPlane, settings: Settings, lh: La
     _step(3, "Airflow: mlops_success (Spark ETL batch -> retrain -> redeploy -> simulate -> "
              "monitor -> SQL report)")
     _cmd("airflow dags test mlops_success")
-    success = airflow.test("mlops_success", dag_env, order("loadbatch"))
+    success = airflow.test("mlops_success", dag_env, order("load_batch"))
     _dag_table(success)
     _check(success.state == "success", f"mlops_success ended {success.state}:\n"
                                        f"{success.output[-3000:]}")
@@ -270,7 +273,7 @@ def _pipeline_story(client: Any, plane: ControlPlane, settings: Settings, lh: La
     console.print(f"prober: calling {MODEL}/{old_version['version']} one call after another "
                   f"with the {len(fields)} fields callers send today")
     _cmd("airflow dags test mlops_fail")
-    failed = airflow.test("mlops_fail", dag_env, order("loadbadbatch"))
+    failed = airflow.test("mlops_fail", dag_env, order("load_bad_batch"))
     _dag_table(failed)
     _check(failed.task("TrainModel").state == "failed",
            f"TrainModel should fail on the new categorical columns; it ended "
@@ -278,6 +281,8 @@ def _pipeline_story(client: Any, plane: ControlPlane, settings: Settings, lh: La
     fail_run, tail = _run_tail(client, pid, jobs["TrainModel"], 1)
     console.print(f"[red]TrainModel run {fail_run['id'][:8]} {fail_run['status']}:[/red]")
     console.print(f"  {tail}", markup=False)
+    _check("cannot assemble string column" in tail,
+           f"TrainModel failed for another reason than the new categorical columns: {tail}")
     seen = prober.seen
     console.print(f"meanwhile the endpoint answered {seen.answered:,} of {seen.calls:,} calls "
                   f"with {MODEL}/{client.get_deployment(dep['id'])['model_version']}")
@@ -318,7 +323,7 @@ def _pipeline_story(client: Any, plane: ControlPlane, settings: Settings, lh: La
     mark = time.monotonic()
     _step(7, "Airflow: mlops_fail again, now green, with a zero-downtime switch")
     _cmd("airflow dags test mlops_fail")
-    fixed = airflow.test("mlops_fail", dag_env, order("loadbadbatch"))
+    fixed = airflow.test("mlops_fail", dag_env, order("load_bad_batch"))
     _dag_table(fixed)
     _check(fixed.state == "success", f"mlops_fail ended {fixed.state} after the fix:\n"
                                      f"{fixed.output[-3000:]}")

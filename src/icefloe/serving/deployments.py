@@ -233,12 +233,11 @@ def check_new_fields(dep: Deployment, serving: Build | None, build: Build,
     added = new_fields(old, new)
     if added.breaks_callers and not accept_new_fields:
         raise ConflictError(
-            f"build {build.id} ({build.model_name}/{build.model_version}) requires input "
-            f"field(s) {describe_fields(added.required)} that deployment {dep.id} does not "
-            f"take today (build {dep.build_id}, {dep.model_name}/{dep.model_version}): its "
-            "callers do not send them, so every call would be refused. The deployment still "
-            "serves its build; redeploy with accept_new_fields (CLI --accept-new-fields) "
-            "once callers send them")
+            f"build {build.id} ({build.model_name}/{build.model_version}) "
+            f"{added.breaking()}, unlike what deployment {dep.id} takes today (build "
+            f"{dep.build_id}, {dep.model_name}/{dep.model_version}): calls its callers make "
+            "today would be refused. The deployment still serves its build; redeploy with "
+            "accept_new_fields (CLI --accept-new-fields) once callers are ready")
     return added
 
 

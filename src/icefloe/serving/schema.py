@@ -282,30 +282,51 @@ def validate_record(schema: InputSchema, record: Any, where: str = "request") ->
 
 @dataclass(frozen=True)
 class NewFields:
-    """Input fields a build takes that the build it would replace does not: callers of the
-    deployment do not send them today."""
+    """How a build's input fields differ from the build it would replace, seen from the
+    deployment's callers: fields they do not send today (new), fields they send that it
+    would refuse (removed), fields whose kind changed."""
 
     required: tuple[FieldSpec, ...] = ()
     defaulted: tuple[FieldSpec, ...] = ()
+    removed: tuple[FieldSpec, ...] = ()
+    changed: tuple[FieldSpec, ...] = ()  # as the new build declares them
 
     @property
     def breaks_callers(self) -> bool:
         """Whether calls shaped for the serving build would be refused (422) by the new one."""
-        return bool(self.required)
+        return bool(self.required or self.removed or self.changed)
+
+    def breaking(self) -> str:
+        """What breaks callers, for an error message ("" when nothing does)."""
+        parts = [f"requires new field(s) {describe_fields(self.required)}"] if self.required \
+            else []
+        if self.removed:
+            parts.append(f"refuses field(s) callers send today {describe_fields(self.removed)}")
+        if self.changed:
+            parts.append(f"changes the kind of {describe_fields(self.changed)}")
+        return "; ".join(parts)
 
 
 def new_fields(serving: InputSchema, candidate: InputSchema) -> NewFields:
-    """The fields ``candidate`` takes that ``serving`` does not, in ``candidate``'s order.
+    """How ``candidate``'s input fields differ from ``serving``'s, in model order.
 
-    ``required`` ones have no declared default (numbers, and strings of builds made before
-    defaults were declared): a call without them is refused, so every caller of today would
-    be. ``defaulted`` ones are optional: a call without them is scored with the default (a
-    string as the unknown category) and counted in ``missing_fields``.
+    ``required`` new fields have no declared default (numbers, and strings of builds made
+    before defaults were declared): a call without them is refused, so every caller of today
+    would be. ``defaulted`` ones are optional: a call without them is scored with the default
+    (a string as the unknown category) and counted in ``missing_fields``. ``removed`` fields
+    are sent by today's callers but refused as unknown by ``candidate`` (unless it allows
+    unknown fields); ``changed`` ones switch between number and string.
     """
-    known = set(serving.names)
+    known = {f.name: f for f in serving.fields}
+    wanted = set(candidate.names)
     added = [f for f in candidate.fields if f.name not in known]
-    return NewFields(required=tuple(f for f in added if not f.optional),
-                     defaulted=tuple(f for f in added if f.optional))
+    return NewFields(
+        required=tuple(f for f in added if not f.optional),
+        defaulted=tuple(f for f in added if f.optional),
+        removed=() if candidate.allow_unknown_fields else tuple(
+            f for f in serving.fields if f.name not in wanted),
+        changed=tuple(f for f in candidate.fields
+                      if f.name in known and known[f.name].kind != f.kind))
 
 
 def describe_fields(fields: tuple[FieldSpec, ...], limit: int = 20) -> str:

@@ -102,6 +102,7 @@ class RunNumber(Base):
     """The integer id a run is known by on the CDE routes (CDE's job-run ids are numbers)."""
 
     __tablename__ = "run_numbers"
+    __table_args__ = {"sqlite_autoincrement": True}  # numbers are never reused
     number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
                                         unique=True)

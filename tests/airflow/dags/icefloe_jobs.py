@@ -47,4 +47,6 @@ with DAG("icefloe_operators", schedule=None, start_date=datetime(2026, 1, 1), ca
     if AIRFLOW_3:  # Airflow 2.10's dag.test() ends the whole run at an execution_timeout
         IcefloeJobRunOperator(task_id="run_killed", project=PROJECT, job="sleepy_too",
                               execution_timeout=timedelta(seconds=4), poll_interval=0.5)
+    IcefloeJobRunOperator(task_id="run_flaky", project=PROJECT, job="flaky", retries=1,
+                          retry_delay=0, poll_interval=0.5)
     IcefloeJobRunOperator(task_id="run_missing", project=PROJECT, job="no-such-job")

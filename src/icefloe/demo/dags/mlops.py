@@ -22,6 +22,7 @@ DEPLOYMENT = os.environ.get("ICEFLOE_DEMO_DEPLOYMENT", "")
 REPORT_CSV = os.environ.get("ICEFLOE_DEMO_REPORT_CSV", "mlops_report.csv")
 POLL = float(os.environ.get("ICEFLOE_DEMO_POLL", "5"))
 CHAIN = ("TrainModel", "PushModel", "Simulation", "Inference")
+LOAD_TASKS = {"LoadBatch": "load_batch", "LoadBadBatch": "load_bad_batch"}
 
 # Accuracy and volume of the deployment, per model version it served.
 REPORT_SQL = f"""
@@ -44,7 +45,7 @@ def pipeline(dag_id: str, load_job: str, description: str) -> DAG:
              start_date=datetime(2026, 1, 1), default_args={"retries": 0},
              tags=["icefloe", "mlops"]) as dag:
         tasks = [EmptyOperator(task_id="start"),
-                 IcefloeJobRunOperator(task_id=load_job.lower(), project=PROJECT,
+                 IcefloeJobRunOperator(task_id=LOAD_TASKS[load_job], project=PROJECT,
                                        job=load_job, poll_interval=POLL)]
         tasks += [IcefloeJobRunOperator(task_id=job, project=PROJECT, job=job,
                                         poll_interval=POLL) for job in CHAIN]

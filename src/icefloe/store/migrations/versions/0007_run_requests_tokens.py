@@ -27,7 +27,10 @@ def upgrade() -> None:
     sa.Column('run_id', sa.String(length=36), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('number'),
-    sa.UniqueConstraint('run_id')
+    sa.UniqueConstraint('run_id'),
+    # Never reuse a number (SQLite would reuse the highest after a delete): an old poller
+    # or kill must not reach a newer run.
+    sqlite_autoincrement=True
     )
     op.create_table('access_tokens',
     sa.Column('prefix', sa.String(length=16), nullable=False),
