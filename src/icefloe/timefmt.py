@@ -11,6 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+def stored_utc(value: datetime) -> datetime:
+    """A datetime read back from the store, made aware: naive ones are UTC (SQLite returns
+    them naive), aware ones are kept as they are."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def iso_utc(value: datetime | int | float | None) -> str | None:
     """``value`` as ISO 8601 UTC text with milliseconds and ``+00:00``; None stays None.
 
@@ -21,7 +27,7 @@ def iso_utc(value: datetime | int | float | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        moment = stored_utc(value).astimezone(UTC)
     elif isinstance(value, bool):
         raise TypeError("a bool is not a point in time")
     else:

@@ -24,6 +24,7 @@ from icefloe.jobs import states
 from icefloe.names import valid_name
 from icefloe.store.orm import AccessToken, ApiKey, Run, RunToken, User
 from icefloe.store.repo import new_id, now
+from icefloe.timefmt import stored_utc
 
 ACCESS_TOKEN_LIFE = timedelta(hours=1)
 RUN_TOKEN_GRACE = timedelta(minutes=10)
@@ -56,9 +57,6 @@ def _verify_api_key(s: Session, prefix: str, secret: str) -> Principal | None:
     user = s.get(User, key.user_id)
     return Principal(user.name if user else "?", key.role, key.id)
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # -- access tokens (OAuth2 client credentials) ----------------------------------------------
@@ -97,7 +95,7 @@ def _verify_access_token(s: Session, prefix: str, secret: str) -> Principal | No
                            token.salt if token else None, secret) or token is None:
         return None
     key = s.get(ApiKey, token.key_id)
-    if key is None or key.revoked or _aware(token.expires_at) < datetime.now(UTC):
+    if key is None or key.revoked or stored_utc(token.expires_at) < datetime.now(UTC):
         return None
     user = s.get(User, key.user_id)
     return Principal(user.name if user else "?", key.role, key.id, short_lived=True)
@@ -156,7 +154,7 @@ def _verify_run_token(s: Session, prefix: str, secret: str) -> Principal | None:
     if not digests.matches(token.secret_hash if token else None,
                            token.salt if token else None, secret) or token is None:
         return None
-    expires = _aware(token.expires_at)
+    expires = stored_utc(token.expires_at)
     status = s.scalar(select(Run.status).where(Run.id == token.run_id))
     if expires < datetime.now(UTC) or status not in states.ACTIVE:
         return None

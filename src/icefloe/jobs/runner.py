@@ -43,6 +43,7 @@ from icefloe.jobs.environment import run_environment
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.orm import Job, Project, Run
+from icefloe.timefmt import stored_utc
 
 log = logging.getLogger(__name__)
 KILL_GRACE_S = 3.0
@@ -75,11 +76,6 @@ def _kill_group(pid: int, grace: float = KILL_GRACE_S) -> None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything here is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Runner:
@@ -227,7 +223,7 @@ class Runner:
             jobs = list(s.scalars(select(Job).where(Job.schedule != "", Job.paused.is_(False))))
             for job in jobs:
                 tick = croniter(job.schedule, now).get_prev(datetime)
-                last = _aware(job.last_schedule_tick or job.created_at)
+                last = stored_utc(job.last_schedule_tick or job.created_at)
                 if tick <= last:
                     continue
                 # Claim the tick with a conditional update, so it fires once even if two
@@ -250,7 +246,7 @@ class Runner:
             active = len(repo.runs_in(s, {states.STARTING, states.RUNNING}))
             due = datetime.now(UTC)
             queued = [r for r in repo.runs_in(s, {states.SCHEDULING})
-                      if _aware(r.created_at) <= due]
+                      if stored_utc(r.created_at) <= due]
         for run in queued[: max(0, self.max_concurrent - active)]:
             self._launch(run.id)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
@@ -26,7 +25,7 @@ from icefloe.monitoring.webhooks import Delivery, check_url, deliver
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.orm import AlertEvent, AlertRule, Deployment
-from icefloe.timefmt import iso_utc
+from icefloe.timefmt import iso_utc, stored_utc
 
 if TYPE_CHECKING:
     from icefloe.lakehouse import Lakehouse
@@ -190,17 +189,12 @@ def _spec(rule: AlertRule) -> RuleSpec:
                     cooldown_s=rule.cooldown_s, channel=rule.channel, target=rule.target)
 
 
-def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
-
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
 
 def _move(db: Database, rule: AlertRule, value: float | None, samples: int
           ) -> dict[str, Any] | None:
     now = repo.now()
-    target = next_state(rule.state, _aware(rule.state_since), _aware(now), _spec(rule), value,
-                        samples)
+    target = next_state(rule.state, stored_utc(rule.state_since), stored_utc(now), _spec(rule),
+                        value, samples)
     with db.session() as s:
         values: dict[str, Any] = {"last_value": value, "last_samples": samples,
                                   "last_evaluated_at": now}
