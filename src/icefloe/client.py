@@ -95,6 +95,11 @@ class Client:
             if not token:
                 return
 
+    def report_happening(self, happening: dict[str, Any]) -> None:
+        """Tell the control plane what this job run did (see :mod:`icefloe.happenings`); the
+        server records it as this key's."""
+        self._call("POST", "/happenings", json=happening)
+
     # -- projects and jobs ---------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:

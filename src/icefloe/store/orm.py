@@ -109,12 +109,41 @@ class RunNumber(Base):
 
 
 class User(Base):
-    """Someone (or something) holding API keys."""
+    """Someone (or something) holding API keys.
+
+    ``role`` is the platform role: ``admin`` (every project, users and keys) or ``user``
+    (only the projects where a :class:`Membership` says so).
+    """
 
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Membership(Base):
+    """A user's role in a project: ``owner``, ``editor`` or ``viewer``."""
+
+    __tablename__ = "memberships"
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NamespaceGrant(Base):
+    """A project's access (``read`` or ``write``) to the tables of a namespace (``*``: all)."""
+
+    __tablename__ = "namespace_grants"
+    namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"),
+                                            primary_key=True, index=True)
+    access: Mapped[str] = mapped_column(String(8))
+    created_by: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -188,6 +217,7 @@ class Build(Base):
     parity: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_by: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    project_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
 
 
 class Deployment(Base):
@@ -206,6 +236,7 @@ class Deployment(Base):
     created_by: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    project_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
 
 
 class Prediction(Base):
@@ -293,3 +324,55 @@ class CallFailure(Base):
     minute_ms: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[int] = mapped_column(Integer)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class ModelCard(Base):
+    """A registered model's catalog entry and the project it belongs to."""
+
+    __tablename__ = "model_cards"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(36), index=True)
+    owner: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    use_case: Mapped[str] = mapped_column(Text, default="")
+    risk_level: Mapped[str] = mapped_column(String(16), default="")
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LineageEdge(Base):
+    """One edge of the lineage graph, recorded when it happened.
+
+    Nodes are ``kind:id`` strings (see :mod:`icefloe.lineage.nodes`), e.g.
+    ``snapshot:lending.loans@123`` -> ``training:<mlflow run id>``.
+    """
+
+    __tablename__ = "lineage_edges"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    src: Mapped[str] = mapped_column(String(512), index=True)
+    dst: Mapped[str] = mapped_column(String(512), index=True)
+    relation: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AccessEvent(Base):
+    """A read of table data, a model call or a change: who, what, when and from where."""
+
+    __tablename__ = "access_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    user: Mapped[str] = mapped_column(String(255))
+    key_id: Mapped[str] = mapped_column(String(64), default="")
+    run_id: Mapped[str] = mapped_column(String(36), default="")
+    source: Mapped[str] = mapped_column(String(255), default="")
+    action: Mapped[str] = mapped_column(String(16))  # read, call, change
+    resource: Mapped[str] = mapped_column(String(512), index=True)
+    snapshot_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    via: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
