@@ -158,6 +158,18 @@ def local_user() -> str:
         return "local:unknown"
 
 
+def actor_of(scope: Mapping[str, Any]) -> Actor:
+    """The actor of an HTTP request (its principal and client address)."""
+    from icefloe.auth.refusals import source_of
+
+    principal = scope.get("icefloe.principal")
+    source = source_of(scope)  # type: ignore[arg-type]
+    if principal is None:
+        return Actor(user="anonymous", source=source)
+    return Actor(user=principal.user, key_id=principal.key_id, run_id=principal.run_id or "",
+                 source=source)
+
+
 _lock = threading.Lock()
 _subscribers: list[Subscriber] | None = None
 
