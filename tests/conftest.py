@@ -36,6 +36,16 @@ def _reachable_by_the_job_user(tmp_path: Path) -> None:
     open_to_jobs(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def _no_subscribers_left_behind() -> Iterator[None]:
+    """An app made without its lifespan leaves its happenings subscribers installed: the
+    next test picks its own again."""
+    yield
+    from icefloe import happenings
+
+    happenings.reset()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _interpreter_reachable_by_the_job_user() -> None:
     """The job user runs icefloe's interpreter; a pyenv Python under /root (0700) is out of

@@ -72,11 +72,13 @@ class Receiver:
 
     def __init__(self) -> None:
         self.received: list[tuple[dict, str, bytes]] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of each POST
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the http.server name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((self.path, dict(self.headers.items())))
                 outer.received.append((json.loads(body), self.headers["X-Icefloe-Signature"],
                                        body))
                 self.send_response(204)
@@ -86,7 +88,8 @@ class Receiver:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.base_url}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def states(self) -> list[tuple[str, str]]:

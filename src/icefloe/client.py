@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -99,6 +100,16 @@ class Client:
         """Tell the control plane what this job run did (see :mod:`icefloe.happenings`); the
         server records it as this key's."""
         self._call("POST", "/happenings", json=happening)
+
+    def lineage(self, node: str, direction: str = "both",
+                depth: int | None = None) -> dict[str, Any]:
+        """The lineage graph around a node (``kind:id``, e.g. ``prediction:<uuid>``):
+        ``{"root", "nodes", "edges"}``; ``direction`` is ``upstream``, ``downstream`` or
+        ``both``, ``depth`` the most edges away."""
+        params: dict[str, Any] = {"direction": direction}
+        if depth is not None:
+            params["depth"] = depth
+        return self._call("GET", f"/lineage/{quote(node, safe=':@/')}", params=params)
 
     # -- projects and jobs ---------------------------------------------------------------
 
@@ -259,6 +270,44 @@ class Client:
 
     # -- keys and audit ------------------------------------------------------------------
 
+    def create_user(self, name: str, *, admin: bool = False) -> dict[str, Any]:
+        """Make a user (admin only); give them keys with :meth:`create_key`."""
+        return self._call("POST", "/users", json={"name": name, "admin": admin})
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Users with their projects and roles (admin only)."""
+        return self._call("GET", "/users")["users"]
+
+    def me(self) -> dict[str, Any]:
+        """Who this key acts as: user, admin or not, projects and roles."""
+        return self._call("GET", "/users/me")
+
+    def list_members(self, project_id: str) -> list[dict[str, Any]]:
+        """A project's members and their roles."""
+        return self._call("GET", f"/projects/{project_id}/members")["members"]
+
+    def set_member(self, project_id: str, user: str, role: str) -> dict[str, Any]:
+        """Give a user a role (owner, editor, viewer) in a project (its owners, admins)."""
+        return self._call("PUT", f"/projects/{project_id}/members/{quote(user, safe='')}",
+                          json={"role": role})
+
+    def remove_member(self, project_id: str, user: str) -> None:
+        """Take a user out of a project (its owners, admins)."""
+        self._call("DELETE", f"/projects/{project_id}/members/{quote(user, safe='')}")
+
+    def list_grants(self, project_id: str) -> list[dict[str, Any]]:
+        """The namespaces a project may read or write."""
+        return self._call("GET", f"/projects/{project_id}/grants")["grants"]
+
+    def grant(self, project_id: str, namespace: str, access: str = "read") -> dict[str, Any]:
+        """Let a project read or write a namespace's tables (admin only; ``*``: all)."""
+        return self._call("PUT", f"/projects/{project_id}/grants/{quote(namespace, safe='')}",
+                          json={"access": access})
+
+    def revoke_grant(self, project_id: str, namespace: str) -> None:
+        """Take a project's grant on a namespace away (admin only)."""
+        self._call("DELETE", f"/projects/{project_id}/grants/{quote(namespace, safe='')}")
+
     def create_key(self, user: str, role: str = "viewer") -> dict[str, Any]:
         """Create an API key (admin only); the secret is in ``api_key``, shown once."""
         return self._call("POST", "/keys", json={"user": user, "role": role})
@@ -284,6 +333,32 @@ class Client:
     def model_versions(self, name: str) -> list[dict[str, Any]]:
         """All versions of a registered model, oldest first (lineage fields included)."""
         return self._call("GET", f"/models/{name}/versions")["versions"]
+
+    # -- model catalog -------------------------------------------------------------------
+
+    def catalog_models(self) -> list[dict[str, Any]]:
+        """Every model of the catalog (every page): card, latest version, where it is
+        deployed with its health, the number of firing alerts."""
+        return list(self._pages("/catalog/models", "models", {}))
+
+    def catalog_model(self, name: str) -> dict[str, Any]:
+        """One model's catalog entry: card, versions with their lineage and deployments,
+        alerts."""
+        return self._call("GET", f"/catalog/models/{name}")
+
+    def update_model_card(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Change a model's card (description, tags, use_case, risk_level, owner, extra);
+        ``extra`` is merged into the card's (a key set to None is removed)."""
+        return self._call("PATCH", f"/catalog/models/{name}", json=fields)
+
+    def catalog_search(self, q: str, kind: str | None = None,
+                       limit: int = 50) -> list[dict[str, Any]]:
+        """Models, tables and columns matching ``q``, best first (``kind``: only model,
+        table or column hits); a column hit lists the models that use it."""
+        params: dict[str, Any] = {"q": q, "limit": limit}
+        if kind:
+            params["kind"] = kind
+        return list(self._call("GET", "/catalog/search", params=params)["results"])
 
     def build_model(self, model: str) -> dict[str, Any]:
         """Build ``NAME/VERSION`` or ``NAME@ALIAS``; the result says BUILD_READY or why not."""
@@ -412,3 +487,29 @@ class Client:
                   "start_timestamp_ms": start_timestamp_ms,
                   "end_timestamp_ms": end_timestamp_ms or int(time.time() * 1000) + 1}
         return self._call("GET", "/metrics", params=params)
+
+    # -- access tracking -------------------------------------------------------------------
+
+    def table_access(self, table: str, since: str | None = None,
+                     until: str | None = None) -> dict[str, Any]:
+        """Who may read or write a table now and who read it over a period.
+
+        Args:
+            table: ``namespace.table``.
+            since: ISO 8601 time or a span before now (``7d``); default 30 days ago.
+            until: ISO 8601 time, a span before now or ``now`` (the default).
+        """
+        return self._call("GET", f"/access/tables/{table}",
+                          params={"since": since, "until": until})
+
+    def deployment_access(self, deployment_id: str, since: str | None = None,
+                          until: str | None = None) -> dict[str, Any]:
+        """Who may call or change a deployment now and who called it over a period."""
+        return self._call("GET", f"/access/deployments/{deployment_id}",
+                          params={"since": since, "until": until})
+
+    def model_access(self, name: str, since: str | None = None,
+                     until: str | None = None) -> dict[str, Any]:
+        """The same over every deployment of a registered model."""
+        return self._call("GET", f"/access/models/{name}",
+                          params={"since": since, "until": until})

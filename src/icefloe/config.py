@@ -53,6 +53,17 @@ class Settings:
         smtp_host, smtp_port, smtp_starttls, smtp_user, smtp_password, smtp_from: The mail
             server alert e-mails go through ("" host: no e-mail rules); the password is
             best given as ``$ICEFLOE_SMTP_PASSWORD`` and is never shown.
+        access_retention_days: Days access events (reads, changes) are kept before the
+            control plane deletes them (0: forever); see :mod:`icefloe.governance.access`.
+        openlineage_transport: Where OpenLineage events go: "" (off), ``file`` or ``http``;
+            see :mod:`icefloe.openlineage`.
+        openlineage_url: The receiver of the ``http`` transport (events are POSTed to
+            ``<url>/api/v1/lineage``, as Marquez takes them).
+        openlineage_file: The file of the ``file`` transport, one event a line ("" =
+            ``<home>/logs/openlineage.jsonl``).
+        openlineage_namespace: The OpenLineage job namespace of icefloe's jobs.
+        openlineage_api_key: Bearer key the ``http`` transport sends (best given as
+            ``$ICEFLOE_OPENLINEAGE_API_KEY``); never shown or logged.
     """
 
     home: Path = Path(".icefloe")
@@ -82,6 +93,12 @@ class Settings:
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_from: str = "icefloe@localhost"
+    access_retention_days: int = 400
+    openlineage_transport: str = ""
+    openlineage_url: str = ""
+    openlineage_file: str = ""
+    openlineage_namespace: str = "icefloe"
+    openlineage_api_key: str = field(default="", repr=False)  # a secret: never shown
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -167,6 +184,9 @@ class Settings:
             out[name] = mask_password(out[name])
         if out["smtp_password"]:
             out["smtp_password"] = "***"  # noqa: S105 - the mask, not a password
+        if out["openlineage_api_key"]:
+            out["openlineage_api_key"] = "***"
+        out["openlineage_url"] = mask_password(out["openlineage_url"])
         return out
 
 

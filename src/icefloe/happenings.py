@@ -108,7 +108,7 @@ class Happening:
     kind: str
     state: str = "COMPLETE"
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    actor: Actor = field(default_factory=lambda: Actor(user=local_user()))
+    actor: Actor = field(default_factory=lambda: process_actor())
     inputs: tuple[Dataset, ...] = ()
     outputs: tuple[Dataset, ...] = ()
     subject: Mapping[str, Any] = field(default_factory=dict)
@@ -152,10 +152,37 @@ def local_user() -> str:
     user."""
     import getpass
 
+    run_user = os.environ.get("ICEFLOE_RUN_USER")
+    if run_user:
+        return run_user
     try:
         return f"local:{getpass.getuser()}"
     except (KeyError, OSError):
         return "local:unknown"
+
+
+def process_actor() -> Actor:
+    """Who this process acts as: a job run's user and run (``ICEFLOE_RUN_USER``,
+    ``ICEFLOE_RUN_ID``), else the local OS user."""
+    return Actor(user=local_user(), run_id=os.environ.get("ICEFLOE_RUN_ID", ""))
+
+
+def actor_named(name: str) -> Actor:
+    """The actor behind how audit rows and ``created_by`` name one (``Principal.actor``:
+    ``user`` or ``user (run/<id>)``); this process's own when the name is empty or a
+    placeholder (``cli``, ``system``)."""
+    if not name or name in ("cli", "system"):
+        return process_actor()
+    user, sep, rest = name.partition(" (run/")
+    if sep and rest.endswith(")"):
+        return Actor(user=user, run_id=rest[:-1])
+    return Actor(user=name)
+
+
+def process_parent() -> dict[str, str] | None:
+    """The parent of what this process does: its job run (``ICEFLOE_RUN_ID``), if any."""
+    run_id = os.environ.get("ICEFLOE_RUN_ID")
+    return {"kind": "job.run", "run_id": run_id} if run_id else None
 
 
 def actor_of(scope: Mapping[str, Any]) -> Actor:
@@ -172,20 +199,36 @@ def actor_of(scope: Mapping[str, Any]) -> Actor:
 
 _lock = threading.Lock()
 _subscribers: list[Subscriber] | None = None
+_installed = False
+_local_settings: Settings | None = None
 
 
 def install(subscribers: Iterable[Subscriber]) -> None:
     """Use these subscribers in this process from now on (the control plane's own)."""
-    global _subscribers
+    global _subscribers, _installed
     with _lock:
         _subscribers = list(subscribers)
+        _installed = True
 
 
 def reset() -> None:
-    """Forget the installed subscribers (the next publish picks them again)."""
-    global _subscribers
+    """Forget the installed subscribers and local settings (the next publish picks the
+    subscribers again)."""
+    global _subscribers, _installed, _local_settings
     with _lock:
         _subscribers = None
+        _installed = False
+        _local_settings = None
+
+
+def use_local(settings: Settings) -> None:
+    """The settings whose home a local command records into (a CLI's ``--home``) when no
+    subscribers are installed; the default subscribers are picked again on next publish."""
+    global _subscribers, _local_settings
+    with _lock:
+        _local_settings = settings
+        if not _installed:
+            _subscribers = None
 
 
 def make_subscribers(settings: Settings, database: Database | None) -> list[Subscriber]:
@@ -215,12 +258,17 @@ def _current() -> list[Subscriber]:
 def _default_subscribers() -> list[Subscriber]:
     if os.environ.get("ICEFLOE_URL") and os.environ.get("ICEFLOE_API_KEY"):
         return [_send_to_control_plane]
+    if os.environ.get("ICEFLOE_RUN_ID"):
+        return []  # a job run reports only to its control plane, never to a DB of its own
     try:
         from icefloe.config import load_settings
         from icefloe.store.db import Database
 
-        settings = load_settings()
-        return make_subscribers(settings, Database(settings.resolved_platform_db_url))
+        settings = _local_settings or load_settings()
+        url = settings.resolved_platform_db_url
+        if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
+            return []  # no platform DB in this home (yet): recording never makes one
+        return make_subscribers(settings, Database(url))
     except Exception as exc:  # noqa: BLE001 - recording must never stop the work
         log.warning("happenings: no local subscribers (%s)", exc)
         return []
@@ -231,6 +279,19 @@ def _send_to_control_plane(happening: Happening) -> None:
 
     with Client() as client:
         client.report_happening(happening.to_dict())
+
+
+def emit(build: Callable[[], Happening | None]) -> None:
+    """Build a happening and publish it; building it never fails the work either (an error
+    is logged, as a subscriber's is). ``build`` may answer None: nothing to tell."""
+    try:
+        happening = build()
+    except Exception as exc:  # noqa: BLE001 - recording must never stop the work
+        log.warning("happenings: could not describe what happened (%s: %s)",
+                    type(exc).__name__, exc)
+        return
+    if happening is not None:
+        publish(happening)
 
 
 def publish(happening: Happening) -> None:

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.conftest import run_cli
+from tests.servers import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -12,7 +13,9 @@ pytestmark = pytest.mark.e2e
 def test_demo_runs_the_whole_story_twice(tmp_path, airflow_venv) -> None:
     home = tmp_path / "home"
     args = ["demo", "--rows", "2000", "--bad-rows", "500", "--airflow-venv", str(airflow_venv)]
-    first = run_cli(args, home, timeout=900)
+    lineage = Receiver()  # OpenLineage events of the first run
+    first = run_cli(args, home, timeout=900, env={
+        "ICEFLOE_OPENLINEAGE_TRANSPORT": "http", "ICEFLOE_OPENLINEAGE_URL": lineage.base_url})
     assert first.returncode == 0, first.stderr + first.stdout[-5000:]
     out = first.stdout
     for expected in (
@@ -47,6 +50,7 @@ def test_demo_runs_the_whole_story_twice(tmp_path, airflow_venv) -> None:
         2, "baseline", 3, "categorical")
     assert 0 < summary["failure_to_fix_s"] < summary["total_s"]
     _assert_story_state(home, summary)
+    _assert_governance(home, summary, [event for event, _, _ in lineage.received], out)
     # Re-running replaces the demo's own table, model, endpoint and jobs and says so; the
     # Airflow home is reused and each DAG's outcome is its new run's, not the last demo's.
     second = run_cli(args, home, timeout=900)
@@ -118,3 +122,44 @@ def test_demo_refuses_to_replace_a_user_table(tmp_path, airflow_venv) -> None:
     assert "was not created by the demo" in proc.stderr
     rows = run_cli(["sql", "SELECT count(*) AS n FROM lending.loans", "--json"], home, check=True)
     assert '"n": 1' in rows.stdout
+
+
+def _assert_governance(home, summary, events: list[dict], out: str) -> None:
+    """Lineage of a prediction, who read the table, and the OpenLineage events sent."""
+    from icefloe.config import load_settings
+    from icefloe.lakehouse import Lakehouse
+    from tests import openlineage_spec
+
+    settings = load_settings(env={}, home=home)
+    lh = Lakehouse(settings)
+    history = {s.snapshot_id for s in lh.snapshots("lending.loans")}
+    current = lh.current_snapshot("lending.loans").snapshot_id
+    # A prediction of the fixed model walks back to its training snapshot, the table's
+    # history with the rollback, and the Airflow task that loaded its batch.
+    chain = summary["prediction_lineage"]
+    assert chain["model_version"] == 3
+    assert chain["training_snapshot"] == {"table": "lending.loans", "snapshot_id": current}
+    batches = chain["batches"]
+    assert batches[0]["snapshot_id"] == current and batches[-1]["snapshot_id"] == summary["s1"]
+    loaded = [b for b in batches if any(a.startswith("airflow:mlops_fail/") for a in b["airflow"])]
+    assert loaded and loaded[0]["runs"], batches
+    assert chain["rollbacks"], chain
+    assert f"icefloe lineage prediction:{chain['prediction']}" in out
+    # ana's jobs read the table (ETL, training), raj read it with SQL.
+    assert {"ana", "raj"} <= set(summary["readers"])
+    assert "icefloe access lending.loans" in out
+    # Every event is valid, and table versions are the snapshots the table really has.
+    assert len(events) > 20
+    if openlineage_spec.spec_dir() is not None:
+        for event in events:
+            openlineage_spec.validate(event)
+    kinds = {(e["eventType"], e["job"]["namespace"]) for e in events}
+    assert ("START", "icefloe") in kinds and ("COMPLETE", "icefloe") in kinds
+    assert any(e["eventType"] == "FAIL" for e in events)  # the failed TrainModel
+    versions = {int(d["facets"]["version"]["datasetVersion"])
+                for e in events for d in e.get("outputs", [])
+                if d["name"] == "lending.loans" and "version" in d.get("facets", {})}
+    assert versions and versions <= history and current in versions
+    parents = [e["run"]["facets"]["parent"] for e in events
+               if "parent" in e["run"].get("facets", {})]
+    assert any(p["job"]["namespace"] == "airflow" for p in parents)

@@ -11,7 +11,9 @@ from icefloe.config import load_settings
 
 
 def test_every_route_needs_a_key_unless_public(tmp_path: Path) -> None:
-    app = create_app(load_settings(env={}, home=tmp_path), start_runner=False)
+    # Never slowed down: every probe here is refused on purpose.
+    app = create_app(load_settings(env={}, home=tmp_path, auth_failures_per_minute=0),
+                     start_runner=False)
     # The OpenAPI document lists every API route with its methods; add the document itself.
     routes = [(path, method.upper()) for path, ops in app.openapi()["paths"].items()
               for method in ops]

@@ -11,10 +11,12 @@ from icefloe.api.app import create_app
 from icefloe.auth import keys as api_keys
 from icefloe.config import Settings
 from icefloe.demo.loans import generate_loans
+from icefloe.governance import membership
 from icefloe.lakehouse import Lakehouse
 from icefloe.ml.spec import LabelSpec, TrainSpec
 from icefloe.ml.train import train
 from icefloe.store.db import Database
+from tests.people import member_of
 
 pytestmark = pytest.mark.spark
 
@@ -40,14 +42,18 @@ def test_model_endpoint(spark, settings: Settings, tmp_path: Path) -> None:
     with db.session() as s:
         _, admin = api_keys.create_api_key(s, "admin", "admin")
         _, viewer = api_keys.create_api_key(s, "vic", "viewer")
+        _, outsider = api_keys.create_api_key(s, "otto", "editor")
+        # The admin's build lands in the default project: vic views it, otto is elsewhere.
+        member_of(s, "vic", membership.default_project(s, settings).name, "viewer")
+        member_of(s, "otto", "elsewhere")
     app = create_app(settings, db=db, start_runner=False)
     try:
-        _endpoint_story(app, admin, viewer)
+        _endpoint_story(app, admin, viewer, outsider)
     finally:
         app.state.supervisor.close()
 
 
-def _endpoint_story(app, admin: str, viewer: str) -> None:
+def _endpoint_story(app, admin: str, viewer: str, outsider: str) -> None:
     auth = {"headers": {"Authorization": f"Bearer {admin}"}}
     build = _call(app, [("POST", "/api/v2/models/builds", {**auth,
                                                           "json": {"model": "loan-default/1"}})])[0]
@@ -90,6 +96,27 @@ def _endpoint_story(app, admin: str, viewer: str) -> None:
         assert response.status_code == status, response.text
         if fragment:
             assert fragment in response.json()["error"]["message"]
+    # A valid key of someone outside the deployment's project: the call is refused like an
+    # unknown key, and the deployment, its build and model do not exist for them.
+    as_outsider = {"headers": {"Authorization": f"Bearer {outsider}"}}
+    dep_id, build_id = dep["id"], build.json()["id"]
+    outside = _call(app, [
+        ("POST", "/model", {**as_outsider, "json": {"accessKey": key, "request": row}}),
+        ("GET", f"/api/v2/models/deployments/{dep_id}", as_outsider),
+        ("GET", f"/api/v2/models/builds/{build_id}", as_outsider),
+        ("GET", "/api/v2/models/loan-default/versions", as_outsider),
+        ("GET", f"/api/v2/models/deployments/{dep_id}/monitoring", as_outsider),
+        ("GET", f"/api/v2/metrics?model_deployment_crn={dep_id}", as_outsider),
+        ("POST", f"/api/v2/models/deployments/{dep_id}:stop", as_outsider),
+        ("GET", "/api/v2/models/deployments", as_outsider),
+        ("GET", "/api/v2/models/builds", as_outsider),
+        ("GET", "/api/v2/models", as_outsider),
+        ("POST", f"/api/v2/models/deployments/{dep_id}:stop", as_viewer)])
+    assert [r.status_code for r in outside] == [401] + [404] * 6 + [200] * 3 + [403], \
+        [r.text[:200] for r in outside]
+    assert outside[7].json()["deployments"] == outside[8].json()["builds"] == []
+    assert outside[9].json()["models"] == []
+    assert all(r.json()["error"]["type"] == "NotFoundError" for r in outside[1:7])
     batch = _call(app, [("POST", "/model/batch", {**as_viewer, "json": {
         "accessKey": key, "requests": [row] * 100}})])[0]
     uuids = [r["uuid"] for r in batch.json()["responses"]]
@@ -118,6 +145,9 @@ def _endpoint_story(app, admin: str, viewer: str) -> None:
                                              {**auth, "json": {"prediction_uuid": "nope",
                                                                "metrics": {"x": 1}}})])
     assert again.status_code == 409 and unknown.status_code == 404
+    foreign = _call(app, [("POST", "/api/v2/metrics/delayed", {
+        **as_outsider, "json": {"prediction_uuid": uuids[1], "metrics": {"x": 1}}})])[0]
+    assert foreign.status_code == 404 and uuids[1] in foreign.json()["error"]["message"]
     read = _call(app, [("GET", "/api/v2/metrics", {**auth, "params": {
         "model_deployment_crn": dep["id"], "start_timestamp_ms": 0,
         "end_timestamp_ms": int(time.time() * 1000) + 1000}})])[0].json()["metrics"]

@@ -383,6 +383,11 @@ def test_model_keeps_answering_while_another_process_holds_the_database(
     made = served.client.post("/keys", json={"user": "first-use", "role": "viewer"})
     assert made.status_code == 201, made.text
     first_use_key = made.json()["api_key"]  # never presented yet: its first use asks the DB
+    # The admin's build is the default project's: a caller must be one of its members.
+    default = served.client.get("/projects", params={"search": "default"}).json()["projects"]
+    joined = served.client.put(f"/projects/{default[0]['id']}/members/first-use",
+                               json={"role": "viewer"})
+    assert joined.status_code == 200, joined.text
     call = {"accessKey": dep["access_key"], "request": ROW}
     answers: list[str] = []
 

@@ -15,6 +15,7 @@ from icefloe.lakehouse import Lakehouse, sql
 from icefloe.lakehouse.layout import plan_snapshot_files
 from icefloe.lakehouse.names import TableName
 from icefloe.lakehouse.sql import parse_pin, referenced_tables, view_sql
+from tests.people import member_of
 
 
 def test_referenced_tables_ignores_strings_and_comments() -> None:
@@ -328,6 +329,12 @@ def test_sql_through_the_api_pins_writes_a_table_and_bounds_rows(
     with app.state.db.session() as s:
         _, editor = keys.create_api_key(s, "ann", "editor")
         _, viewer = keys.create_api_key(s, "vic", "viewer")
+        _, outsider = keys.create_api_key(s, "otto", "editor")
+        member_of(s, "ann", namespaces={"shop": "read", "reports": "write"})
+        member_of(s, "vic", role="viewer")
+        member_of(s, "otto", project="elsewhere", namespaces={"shop": "read"})
+        _, stranger = keys.create_api_key(s, "nell", "editor")
+        member_of(s, "nell", project="no-grants")
 
     async def calls() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
@@ -343,10 +350,31 @@ def test_sql_through_the_api_pins_writes_a_table_and_bounds_rows(
                 await client.post("/api/v2/sql", headers=as_editor, json={
                     "sql": "SELECT 1", "output_table": "no-namespace"}),
                 await client.post("/api/v2/sql", headers={"Authorization": f"Bearer {viewer}"},
-                                  json={"sql": "SELECT 1"}),
+                                  json={"sql": "SELECT 1 AS x", "output_table": "reports.v"}),
+                await client.post("/api/v2/sql", headers={"Authorization": f"Bearer {viewer}"},
+                                  json={"sql": "SELECT max(amt) AS m FROM shop.orders"}),
+                # A project granted read on shop reads it, and may not write reports.
+                await client.post("/api/v2/sql", headers={"Authorization": f"Bearer {outsider}"},
+                                  json={"sql": "SELECT count(*) AS n FROM shop.orders"}),
+                await client.post("/api/v2/sql", headers={"Authorization": f"Bearer {outsider}"},
+                                  json={"sql": "SELECT 1 AS x", "output_table": "reports.x"}),
+                # No grant on shop: the table does not exist for this caller, pinned or not.
+                await client.post("/api/v2/sql", headers={"Authorization": f"Bearer {stranger}"},
+                                  json={"sql": "SELECT * FROM shop.orders"}),
+                await client.post("/api/v2/sql", headers={"Authorization": f"Bearer {stranger}"},
+                                  json={"sql": "SELECT 1", "at": {"shop.orders": 1}}),
             ]
 
-    pinned, copy, bad_name, by_viewer = asyncio.run(calls())
+    (pinned, copy, bad_name, by_viewer, viewer_reads, granted_read, no_write, hidden,
+     hidden_pin) = asyncio.run(calls())
+    # A viewer's key reads through SQL (a POST that only reads) and writes nothing.
+    assert viewer_reads.status_code == 200 and viewer_reads.json()["rows"] == [{"m": 9.0}]
+    assert "(viewer) only reads" in by_viewer.json()["error"]["message"]
+    assert granted_read.status_code == 200 and granted_read.json()["rows"] == [{"n": 4}]
+    assert no_write.status_code == 403 and "reports" in no_write.json()["error"]["message"]
+    for refused in (hidden, hidden_pin):
+        assert refused.status_code == 404, refused.text
+        assert "shop.orders" in refused.json()["error"]["message"]
     assert pinned.status_code == 200, pinned.text
     body = pinned.json()
     assert body["row_count"] == 3 and body["truncated"] is True

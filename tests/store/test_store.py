@@ -1,13 +1,16 @@
 """One store suite for every backend (SQLite and Postgres)."""
 
+from datetime import UTC, datetime
+
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from icefloe.auth import keys as api_keys
 from icefloe.errors import ConflictError, InvalidInputError, NotFoundError
 from icefloe.jobs import states
 from icefloe.store import repo
 from icefloe.store.db import Database, migrate
+from icefloe.store.orm import Build, Project
 
 
 def test_migrations_create_the_tables_and_are_idempotent(db: Database) -> None:
@@ -201,3 +204,62 @@ def test_prediction_log_ground_truth_and_aggregates(db: Database) -> None:
     with db.session() as s:
         denied = [e for e in repo.list_audit(s)[0] if e.action == "model.call.refused"]
         assert [(e.target, e.outcome) for e in denied] == [("source/10.0.0.1", "denied")]
+
+
+def _alembic(db: Database, action: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from icefloe.store.db import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, action)(cfg, revision)
+
+
+def test_an_install_from_before_projects_had_members_keeps_working(db: Database) -> None:
+    """Migration 0008 on a used install: admin keys make admins, other key holders become
+    members of every project, old builds and deployments land in the default project."""
+    from sqlalchemy import text
+
+    _alembic(db, "downgrade", "0007")
+    now = datetime.now(UTC)
+    rows = {
+        "users": [("u1", "root", "admin"), ("u2", "ed", "editor"), ("u3", "vi", "editor")],
+        "keys": [("k1", "u1", "admin"), ("k2", "u2", "editor"), ("k3", "u3", "viewer")],
+    }
+    with db.engine.begin() as conn:
+        for uid, name, role in rows["users"]:
+            conn.execute(text("INSERT INTO users (id, name, role, created_at) "
+                              "VALUES (:i, :n, :r, :t)"), {"i": uid, "n": name, "r": role,
+                                                           "t": now})
+        for kid, uid, role in rows["keys"]:
+            conn.execute(text("INSERT INTO api_keys (id, prefix, secret_hash, salt, user_id, "
+                              "role, revoked, created_at) VALUES (:i, :p, 'h', 's', :u, :r, "
+                              ":f, :t)"), {"i": kid, "p": f"p{kid}", "u": uid, "r": role,
+                                           "f": False, "t": now})
+        conn.execute(text("INSERT INTO projects (id, name, description, path, created_at, "
+                          "updated_at) VALUES ('p1', 'ml', '', '/x', :t, :t)"), {"t": now})
+        conn.execute(text("INSERT INTO builds (id, model_name, model_version, status, reason, "
+                          "path, checksum, input_schema, created_by, created_at) VALUES "
+                          "('b1', 'm', 1, 'BUILD_READY', '', '', '', '{}', 'root', :t)"),
+                     {"t": now})
+    _alembic(db, "upgrade", "head")
+    with db.session() as s:
+        default = s.scalar(select(Project).where(Project.name == "default"))
+        assert default is not None
+        assert s.get(Build, "b1").project_id == default.id
+        roles = {name: role for name, role in s.execute(text("SELECT name, role FROM users"))}
+        assert roles == {"root": "admin", "ed": "user", "vi": "user"}
+        members = set(s.execute(text("SELECT user_id, project_id, role FROM memberships")))
+        assert members == {("u2", "p1", "editor"), ("u2", default.id, "editor"),
+                           ("u3", "p1", "viewer"), ("u3", default.id, "viewer")}
+        grants = list(s.execute(text("SELECT namespace, project_id, access "
+                                     "FROM namespace_grants")))
+        assert grants == [("*", default.id, "write")]
+        # What the holders can do follows: run tokens and checks see these roles.
+        assert api_keys.user_role(s, "root", "p1") == "admin"
+        assert api_keys.user_role(s, "ed", default.id) == "editor"
+        assert api_keys.user_role(s, "vi", "p1") == "viewer"

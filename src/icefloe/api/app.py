@@ -16,11 +16,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
+from icefloe import happenings
+from icefloe.api.access import add_access_routes
 from icefloe.api.admin import add_admin_routes
+from icefloe.api.catalog import add_catalog_routes
 from icefloe.api.cde import add_cde_routes, add_token_route
 from icefloe.api.lake import LazyLakehouse
 from icefloe.api.limits import BodyLimits
+from icefloe.api.lineage import add_lineage_routes
 from icefloe.api.monitoring import add_monitoring_routes
+from icefloe.api.people import add_people_routes
 from icefloe.api.projects import add_project_routes
 from icefloe.api.prometheus import MetricsMiddleware, RequestMetrics
 from icefloe.api.serving import add_model_routes, document_model_calls
@@ -30,6 +35,7 @@ from icefloe.auth.middleware import ApiKeyMiddleware
 from icefloe.auth.refusals import Refusals
 from icefloe.config import Settings
 from icefloe.errors import IcefloeError, InvalidInputError, NotFoundError
+from icefloe.governance.membership import ensure_default_folder
 from icefloe.home import prepare_home
 from icefloe.jobs.runner import Runner
 from icefloe.monitoring.alerts import Evaluator
@@ -66,6 +72,8 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     metrics.gauges.append(lambda: serving_gauges(supervisor, predictions))
 
     evaluator = Evaluator(database, settings, settings.monitor_interval if start_runner else 0)
+    # What happens here (and what job runs report) is told to the server's own subscribers.
+    happenings.install(happenings.make_subscribers(settings, database))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +81,8 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
             the_runner.start()
         evaluator.start()
         restore(database, supervisor)
+        with database.session() as s:
+            ensure_default_folder(s, settings)
         # Startup objects (modules, routes, ORM metadata) live as long as the process: keep
         # them out of the collector's way, so full collections stay short under load.
         gc.collect()
@@ -83,6 +93,7 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
         evaluator.stop()
         supervisor.close()
         predictions.close()  # every answered prediction is written before we exit
+        happenings.reset()
 
     app = FastAPI(title="icefloe", version="2", openapi_url=f"{API}/openapi.json",
                   docs_url=None, redoc_url=None, lifespan=lifespan)
@@ -133,10 +144,14 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
 
     add_project_routes(router, database, settings, the_runner)
     add_admin_routes(router, database, keys)
+    add_people_routes(router, database, keys)
     add_model_routes(router, database, settings, supervisor, predictions)
     lakehouse = LazyLakehouse(settings)
     add_monitoring_routes(router, database, settings, lakehouse)
     add_sql_routes(router, database, lakehouse)
+    add_catalog_routes(router, database, settings, supervisor, lakehouse)
+    add_access_routes(router, database, settings)
+    add_lineage_routes(router, database, settings, lakehouse, predictions)
     app.include_router(router)
     add_token_route(app, database, refusals)
     add_cde_routes(app, database, the_runner)

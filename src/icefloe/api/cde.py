@@ -185,7 +185,7 @@ def add_cde_routes(app: FastAPI, database: Database, runner: Runner) -> None:
     def kill_job_run(request: Request, number: int = Path(ge=1, le=2**31),
                      project_id: str = PROJECT) -> Response:
         with database.session() as s:
-            reachable(s, request, project_id)
+            reachable(s, request, project_id, change=True)
             run = repo.run_of_number(s, project_id, number)
             run_id, status = run.id, run.status
         stopped = runner.stop(run_id, reason=f"killed by {actor(request.scope)}")

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from icefloe.auth.middleware import actor, principal_of
 from icefloe.config import Settings
 from icefloe.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from icefloe.governance import membership
 from icefloe.jobs import folders, vault
 from icefloe.jobs.environment import MAX_VALUE, MAX_VARIABLES, check_variables
 from icefloe.jobs.runner import Runner
@@ -180,7 +181,7 @@ def request_run(database: Database, request: Request, project_id: str, job_ref: 
     for _ in range(2):
         try:
             with database.session() as s:
-                reachable(s, request, project_id)
+                reachable(s, request, project_id, change=True)
                 job = (repo.get_job_by_name(s, project_id, job_ref) if by_name
                        else repo.get_job(s, project_id, job_ref))
                 found = existing(s, job)
@@ -204,12 +205,28 @@ def request_run(database: Database, request: Request, project_id: str, job_ref: 
                         "not be read; try again")
 
 
-def reachable(s: Session, request: Request, project_id: str) -> Project:
-    """The project, or 404 when it does not exist or the caller may not see it."""
+def reachable(s: Session, request: Request, project_id: str, *, change: bool = False,
+              own: bool = False) -> Project:
+    """The project, or 404 when it does not exist or the caller may not see it.
+
+    Args:
+        s: A store session.
+        request: The request (its principal).
+        project_id: The project.
+        change: The caller must be allowed to change what it holds (owner or editor; 403).
+        own: The caller must own it (its members, its deletion; 403).
+    """
     principal = principal_of(request.scope)
     if principal is not None and not principal.reaches(project_id):
-        raise NotFoundError(f"project {project_id!r} does not exist")
-    return repo.get_project(s, project_id)
+        raise NotFoundError(f"project {project_id[:64]!r} does not exist")
+    project = repo.get_project(s, project_id)
+    if principal is not None:
+        if own and not principal.owns(project_id):
+            raise ForbiddenError(f"only an owner of project {project.name!r} (or an admin) "
+                                 "may do that")
+        if change and not principal.may_change(project_id):
+            raise ForbiddenError(f"your role in project {project.name!r} only reads")
+    return project
 
 
 def _people_only(request: Request, what: str) -> None:
@@ -242,7 +259,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
         with database.session() as s:
             rows, token = repo.list_projects(
                 s, search=search, page_size=page_size, page_token=page_token,
-                only=principal.project_id if principal else None)
+                only=principal.visible_projects() if principal else None)
             return {"projects": [project_json(p) for p in rows], "next_page_token": token}
 
     @router.post("/projects", status_code=201)
@@ -258,9 +275,15 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
         try:
             with database.session() as s:
                 project = repo.create_project(s, body.name, str(path), body.description)
+                principal = principal_of(request.scope)
+                if principal is not None:
+                    membership.set_member(s, project.id, principal.user, "owner",
+                                          by=principal.user)
                 repo.audit(s, actor(request.scope), "project.create",
                            f"project/{project.id}", "ok", str(path))
-                return project_json(project)
+                made_project = project_json(project)
+            request.app.state.keys.clear()  # cached principals carry their memberships
+            return made_project
         except BaseException:
             if made:  # the folder was made for this project: do not leave it behind
                 folders.remove_empty(path)
@@ -275,7 +298,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
     def delete_project(project_id: str, request: Request) -> None:
         _people_only(request, "delete projects")
         with database.session() as s:
-            project = reachable(s, request, project_id)
+            project = reachable(s, request, project_id, own=True)
             repo.delete_project(s, project.id)
             repo.audit(s, actor(request.scope), "project.delete", f"project/{project_id}",
                        "ok", project.name)
@@ -295,7 +318,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
         fields = _job_fields(body, settings, exclude_unset=False)
         principal = principal_of(request.scope)
         with database.session() as s:
-            reachable(s, request, project_id)
+            reachable(s, request, project_id, change=True)
             job = repo.create_job(s, project_id, fields,
                                   created_by=principal.user if principal else "")
             repo.audit(s, actor(request.scope), "job.create", f"job/{job.id}", "ok", job.name)
@@ -312,7 +335,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
                    request: Request) -> dict[str, Any]:
         fields = _job_fields(body, settings, exclude_unset=True)
         with database.session() as s:
-            reachable(s, request, project_id)
+            reachable(s, request, project_id, change=True)
             job = repo.update_job(s, project_id, job_id, fields)
             repo.audit(s, actor(request.scope), "job.update", f"job/{job.id}", "ok")
             return job_json(job)
@@ -320,7 +343,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
     @router.delete("/projects/{project_id}/jobs/{job_id}", status_code=204)
     def delete_job(project_id: str, job_id: str, request: Request) -> None:
         with database.session() as s:
-            reachable(s, request, project_id)
+            reachable(s, request, project_id, change=True)
             repo.delete_job(s, project_id, job_id)
             repo.audit(s, actor(request.scope), "job.delete", f"job/{job_id}", "ok")
 
@@ -352,7 +375,7 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
                  operation_id="stop_run")
     def stop_run(project_id: str, job_id: str, run_id: str, request: Request) -> dict[str, Any]:
         with database.session() as s:
-            reachable(s, request, project_id)
+            reachable(s, request, project_id, change=True)
             repo.get_run(s, project_id, job_id, run_id)
         stopped = runner.stop(run_id, reason=f"stopped by {actor(request.scope)}")
         with database.session() as s:

@@ -13,9 +13,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from icefloe.auth.middleware import actor
+from icefloe.auth.middleware import actor, principal_of
 from icefloe.config import Settings
 from icefloe.errors import NotFoundError
+from icefloe.governance import policy
+from icefloe.registry.refs import parse_model_ref
 from icefloe.serving import builds as builds_store
 from icefloe.serving import deployments as deps
 from icefloe.serving.builds import build_json, create_build
@@ -28,7 +30,7 @@ from icefloe.serving.predictions import (
 )
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store.db import Database
-from icefloe.store.orm import Build
+from icefloe.store.orm import Build, Prediction
 
 ID = Field(max_length=64)
 CRN = Field(max_length=255)
@@ -41,6 +43,9 @@ class BuildIn(BaseModel):
     """Build a model version: ``NAME/VERSION`` or ``NAME@ALIAS``."""
 
     model: Annotated[str, Field(max_length=600)]
+    project_id: Annotated[str | None, ID] = Field(
+        None, description="The project the build belongs to (default: the model's project, "
+                          "a job run's project, or the caller's only project)")
 
 
 class DeploymentIn(BaseModel):
@@ -79,36 +84,67 @@ class AggregateIn(BaseModel):
 
 def add_model_routes(router: APIRouter, db: Database, settings: Settings,
                      supervisor: Supervisor, predictions: PredictionLog) -> None:
-    """Register builds, deployments and metrics routes on the /api/v2 router."""
+    """Register builds, deployments and metrics routes on the /api/v2 router.
+
+    A build, deployment or model of a project the caller is not a member of answers 404;
+    changing one needs an owner's or editor's role there (403).
+    """
+
+    def _visible(request: Request) -> frozenset[str] | None:
+        principal = principal_of(request.scope)
+        return None if principal is None else principal.visible_projects()
+
+    def _guard(request: Request, deployment_id: str, *, change: bool = False) -> None:
+        with db.session() as s:
+            policy.check_deployment(s, principal_of(request.scope), deployment_id,
+                                    change=change)
 
     @router.post("/models/builds", status_code=201)
     def build(body: BuildIn, request: Request) -> dict[str, Any]:
-        return build_json(create_build(db, settings, body.model, actor(request.scope)))
+        name = parse_model_ref(body.model).name
+        with db.session() as s:
+            project_id = policy.project_for_new_build(s, settings, principal_of(request.scope),
+                                                      name, body.project_id)
+        return build_json(create_build(db, settings, body.model, actor(request.scope),
+                                       project_id=project_id))
 
     @router.get("/models/builds")
-    def builds() -> dict[str, Any]:
+    def builds(request: Request) -> dict[str, Any]:
+        visible = _visible(request)
         with db.session() as s:
-            rows = s.scalars(select(Build).order_by(Build.created_at.desc()))
-            return {"builds": [build_json(b) for b in rows]}
+            query = select(Build).order_by(Build.created_at.desc())
+            if visible is not None:
+                query = query.where(Build.project_id.in_(visible))
+            return {"builds": [build_json(b) for b in s.scalars(query)]}
 
     @router.get("/models/builds/{build_id}")
-    def get_build(build_id: str) -> dict[str, Any]:
+    def get_build(build_id: str, request: Request) -> dict[str, Any]:
+        with db.session() as s:
+            policy.check_build(s, principal_of(request.scope), build_id)
         return build_json(builds_store.get_build(db, build_id))
 
     @router.get("/models")
-    def models() -> dict[str, Any]:
+    def models(request: Request) -> dict[str, Any]:
         from icefloe.registry.mlflow_registry import ModelRegistry
 
-        return {"models": ModelRegistry(settings).list_models()}
+        found = ModelRegistry(settings).list_models()
+        with db.session() as s:
+            names = set(policy.visible_models(s, settings, principal_of(request.scope),
+                                              [m["name"] for m in found]))
+        return {"models": [m for m in found if m["name"] in names]}
 
     @router.get("/models/{name}/versions")
-    def versions(name: str) -> dict[str, Any]:
+    def versions(name: str, request: Request) -> dict[str, Any]:
         from icefloe.registry.mlflow_registry import ModelRegistry
 
+        with db.session() as s:
+            policy.check_model(s, settings, principal_of(request.scope), name)
         return {"versions": ModelRegistry(settings).versions(name)}
 
     @router.post("/models/deployments", status_code=201)
     def deploy(body: DeploymentIn, request: Request) -> dict[str, Any]:
+        with db.session() as s:
+            policy.check_build(s, principal_of(request.scope), body.build_id, change=True)
         dep, key = deps.create_deployment(db, supervisor, body.build_id,
                                           auth_enabled=body.auth_enabled,
                                           replicas=body.replicas,
@@ -118,27 +154,48 @@ def add_model_routes(router: APIRouter, db: Database, settings: Settings,
                 "endpoint": f"{base}/model"}
 
     @router.get("/models/deployments")
-    def deployments() -> dict[str, Any]:
+    def deployments(request: Request) -> dict[str, Any]:
+        visible = _visible(request)
         return {"deployments": [deps.deployment_json(d, supervisor)
-                                for d in deps.list_deployments(db)]}
+                                for d in deps.list_deployments(db)
+                                if visible is None or d.project_id in visible]}
 
     @router.get("/models/deployments/{deployment_id}")
-    def get_deployment(deployment_id: str) -> dict[str, Any]:
+    def get_deployment(deployment_id: str, request: Request) -> dict[str, Any]:
+        _guard(request, deployment_id)
         return deps.deployment_json(deps.get_deployment(db, deployment_id), supervisor)
 
     @router.post("/models/deployments/{deployment_id}:redeploy", operation_id="redeploy")
     def redeploy(deployment_id: str, body: RedeployIn, request: Request) -> dict[str, Any]:
+        _guard(request, deployment_id, change=True)
+        with db.session() as s:  # the new build must be one the caller may use too
+            policy.check_build(s, principal_of(request.scope), body.build_id)
         dep = deps.redeploy(db, supervisor, deployment_id, body.build_id,
                             actor(request.scope), accept_new_fields=body.accept_new_fields)
         return deps.deployment_json(dep, supervisor)
 
     @router.post("/models/deployments/{deployment_id}:stop", operation_id="stop_deployment")
     def stop(deployment_id: str, request: Request) -> dict[str, Any]:
+        _guard(request, deployment_id, change=True)
         dep = deps.stop_deployment(db, supervisor, deployment_id, actor(request.scope))
         return deps.deployment_json(dep, supervisor)
 
     @router.post("/metrics/delayed")
-    def delayed(body: DelayedIn) -> dict[str, Any]:
+    def delayed(body: DelayedIn, request: Request) -> dict[str, Any]:
+        with db.session() as s:
+            deployment_id = s.scalar(select(Prediction.deployment_id).where(
+                Prediction.uuid == body.prediction_uuid))
+        if deployment_id is None:
+            predictions.flush()  # it may still be on its way to the DB
+            with db.session() as s:
+                deployment_id = s.scalar(select(Prediction.deployment_id).where(
+                    Prediction.uuid == body.prediction_uuid))
+        if deployment_id is None:
+            raise NotFoundError(f"no prediction has uuid {body.prediction_uuid!r}")
+        try:
+            _guard(request, deployment_id, change=True)
+        except NotFoundError:
+            raise NotFoundError(f"no prediction has uuid {body.prediction_uuid!r}") from None
         try:
             return track_delayed_metrics(db, body.prediction_uuid, body.metrics)
         except NotFoundError:
@@ -148,15 +205,17 @@ def add_model_routes(router: APIRouter, db: Database, settings: Settings,
 
     @router.post("/metrics/aggregate", status_code=201)
     def aggregate(body: AggregateIn, request: Request) -> dict[str, Any]:
+        _guard(request, body.model_deployment_crn, change=True)
         return track_aggregate_metrics(db, body.metrics, body.start_timestamp_ms,
                                        body.end_timestamp_ms, body.model_deployment_crn,
                                        actor(request.scope))
 
     @router.get("/metrics")
-    def metrics(model_deployment_crn: str = Query(max_length=255),
+    def metrics(request: Request, model_deployment_crn: str = Query(max_length=255),
                 start_timestamp_ms: int = Query(0, ge=0, le=MAX_TIMESTAMP_MS),
                 end_timestamp_ms: int = Query(MAX_TIMESTAMP_MS, ge=0, le=MAX_TIMESTAMP_MS)
                 ) -> dict[str, Any]:
+        _guard(request, model_deployment_crn)
         predictions.flush()  # a read right after a call sees that call
         return read_metrics(db, model_deployment_crn, start_timestamp_ms, end_timestamp_ms)
 

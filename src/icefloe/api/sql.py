@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from icefloe import happenings
 from icefloe.api.lake import LazyLakehouse
-from icefloe.auth.middleware import actor
+from icefloe.auth.middleware import actor, principal_of
 from icefloe.records import arrow_rows
 from icefloe.store import repo
 from icefloe.store.db import Database
@@ -39,6 +40,26 @@ class SqlIn(BaseModel):
         100, description="Rows to answer (the output table gets them all)")
 
 
+def _check_tables(db: Database, request: Request, body: SqlIn) -> None:
+    """Refuse a query naming a table whose namespace no project of the caller's is granted
+    (404, as if it did not exist), or an output table it may not write (403)."""
+    from icefloe.auth.principals import WRITE_ROLES
+    from icefloe.errors import ForbiddenError
+    from icefloe.governance.grants import check_table
+    from icefloe.lakehouse.sql import qualified_names
+
+    principal = principal_of(request.scope)
+    names = {str(n) for n in qualified_names(body.sql)} | set(body.at or {})
+    with db.session() as s:
+        for name in sorted(names):
+            check_table(s, principal, name)
+        if body.output_table:
+            if principal is not None and principal.role not in WRITE_ROLES:
+                raise ForbiddenError(f"this key's role ({principal.role}) only reads; it may "
+                                     "not write output_table")
+            check_table(s, principal, body.output_table, write=True)
+
+
 def add_sql_routes(router: APIRouter, db: Database, lakehouse: LazyLakehouse) -> None:
     """Register ``POST /api/v2/sql`` on the /api/v2 router."""
 
@@ -47,8 +68,11 @@ def add_sql_routes(router: APIRouter, db: Database, lakehouse: LazyLakehouse) ->
         from icefloe.lakehouse.names import parse_table_name
 
         target = parse_table_name(body.output_table) if body.output_table else None
+        _check_tables(db, request, body)
         lh = lakehouse()
-        result = lh.sql(body.sql, dict(body.at or {}))
+        result, read = lh.sql_read(body.sql, dict(body.at or {}))
+        who = happenings.actor_of(request.scope)
+        report = {"sql": body.sql[:10_000], "via": "api"}
         output = None
         detail = f"{result.num_rows} rows"
         if body.output_table is not None and target is not None:
@@ -57,11 +81,15 @@ def add_sql_routes(router: APIRouter, db: Database, lakehouse: LazyLakehouse) ->
             lh.create_namespace(target.namespace)  # a report's namespace: made on first use
             exists = table_exists(lh.catalog, target)
             written = lh.write(body.output_table, result,
-                               mode=body.mode if exists else "create")
+                               mode=body.mode if exists else "create", inputs=read, actor=who,
+                               happening="sql.report", subject=report)
             output = {"table": body.output_table, "mode": body.mode, "created": not exists,
                       "rows": written.rows,
                       "snapshot_id": written.snapshot.snapshot_id}
             detail += f" to {body.output_table} (snapshot {written.snapshot.snapshot_id})"
+        else:
+            happenings.emit(lambda: happenings.Happening(
+                "table.read", actor=who, inputs=read, subject=report))
         shown = result.slice(0, body.max_rows)
         with db.session() as s:
             repo.audit(s, actor(request.scope), "sql.run", body.output_table or "sql", "ok",

@@ -22,7 +22,7 @@ from icefloe.auth.principals import ROLES, Principal, run_role
 from icefloe.errors import InvalidInputError, NotFoundError
 from icefloe.jobs import states
 from icefloe.names import valid_name
-from icefloe.store.orm import AccessToken, ApiKey, Run, RunToken, User
+from icefloe.store.orm import AccessToken, ApiKey, Membership, Run, RunToken, User
 from icefloe.store.repo import new_id, now
 from icefloe.timefmt import stored_utc
 
@@ -38,9 +38,12 @@ def create_api_key(s: Session, user_name: str, role: str) -> tuple[ApiKey, str]:
     valid_name("user", user_name)
     user = s.scalar(select(User).where(User.name == user_name))
     if user is None:
-        user = User(id=new_id(), name=user_name, role=role, created_at=now())
+        user = User(id=new_id(), name=user_name, role="admin" if role == "admin" else "user",
+                    created_at=now())
         s.add(user)
         s.flush()
+    elif role == "admin" and user.role != "admin":
+        user.role = "admin"  # an admin key makes its holder a platform admin
     presented, prefix, salt, stored = digests.new_secret("ifk")
     key = ApiKey(id=new_id(), prefix=prefix, secret_hash=stored, salt=salt, user_id=user.id,
                  role=role, revoked=False, created_at=now())
@@ -54,8 +57,20 @@ def _verify_api_key(s: Session, prefix: str, secret: str) -> Principal | None:
     if not digests.matches(key.secret_hash if key else None, key.salt if key else None,
                            secret) or key is None or key.revoked:
         return None
+    return _key_principal(s, key)
+
+
+def _key_principal(s: Session, key: ApiKey, *, short_lived: bool = False) -> Principal:
+    """The principal of a live key: its user, role and memberships."""
     user = s.get(User, key.user_id)
-    return Principal(user.name if user else "?", key.role, key.id)
+    memberships = tuple((p, r) for p, r in s.execute(select(
+        Membership.project_id, Membership.role).where(Membership.user_id == key.user_id))
+    ) if user else ()
+    role = key.role
+    if role == "admin" and (user is None or user.role != "admin"):
+        role = "editor"  # an admin key of a user who is no longer admin
+    return Principal(user.name if user else "?", role, key.id, short_lived=short_lived,
+                     memberships=tuple(sorted(memberships)))
 
 
 
@@ -97,8 +112,7 @@ def _verify_access_token(s: Session, prefix: str, secret: str) -> Principal | No
     key = s.get(ApiKey, token.key_id)
     if key is None or key.revoked or stored_utc(token.expires_at) < datetime.now(UTC):
         return None
-    user = s.get(User, key.user_id)
-    return Principal(user.name if user else "?", key.role, key.id, short_lived=True)
+    return _key_principal(s, key, short_lived=True)
 
 
 def revoke_api_key(s: Session, key_id: str) -> None:
@@ -118,11 +132,21 @@ def list_api_keys(s: Session) -> list[dict[str, Any]]:
              "revoked": k.revoked, "created_at": k.created_at} for k, name in rows]
 
 
-def user_role(s: Session, user_name: str) -> str:
-    """The highest role any live key of a user has ("viewer" if none)."""
-    roles = set(s.scalars(select(ApiKey.role).join(User, User.id == ApiKey.user_id).where(
-        User.name == user_name, ApiKey.revoked.is_(False))))
-    return next((r for r in ROLES if r in roles), "viewer")
+def user_role(s: Session, user_name: str, project_id: str) -> str | None:
+    """A user's role in a project: ``admin`` for platform admins, their membership's role,
+    or None. Capped by the user's live keys: someone holding only viewer keys views."""
+    user = s.scalar(select(User).where(User.name == user_name))
+    if user is None:
+        return None
+    key_roles = set(s.scalars(select(ApiKey.role).where(ApiKey.user_id == user.id,
+                                                        ApiKey.revoked.is_(False))))
+    if user.role == "admin" and "admin" in key_roles:
+        return "admin"
+    role = s.scalar(select(Membership.role).where(Membership.user_id == user.id,
+                                                  Membership.project_id == project_id))
+    if role is None:
+        return None
+    return role if key_roles & {"admin", "editor"} else "viewer"
 
 
 # -- run tokens ---------------------------------------------------------------------------
@@ -137,7 +161,8 @@ def issue_run_token(s: Session, run: Run, timeout_s: int) -> str:
     presented, prefix, salt, stored = digests.new_secret("ifr")
     s.execute(delete(RunToken).where(RunToken.run_id == run.id))
     s.add(RunToken(run_id=run.id, prefix=prefix, secret_hash=stored, salt=salt,
-                   user=run.run_as or "system", role=run_role(user_role(s, run.run_as)),
+                   user=run.run_as or "system",
+                   role=run_role(user_role(s, run.run_as, run.project_id)),
                    project_id=run.project_id,
                    expires_at=now() + min(life, RUN_TOKEN_MAX_LIFE) + RUN_TOKEN_GRACE))
     s.flush()

@@ -23,8 +23,17 @@ from icefloe.errors import IcefloeError
 
 # The token route checks its own (HTTP Basic) credentials: see icefloe.api.cde.
 PUBLIC_PATHS = frozenset({"/api/v2/health", "/api/v0/auth/access-keys/token"})
+# POSTs that only read (a viewer's key may send them; the route refuses what would write).
+READING_POSTS = frozenset({"/api/v2/sql"})
 UNAUTHORIZED = {"error": {"type": "Unauthorized", "message": "missing or invalid API key"}}
 FORBIDDEN = {"error": {"type": "Forbidden", "message": "this key's role may not do that"}}
+
+
+def read_only(role: str) -> dict[str, Any]:
+    """The 403 body of a change asked with a key that only reads."""
+    return {"error": {"type": "Forbidden",
+                      "message": f"this key's role ({role}) only reads; it may not change "
+                                 "anything"}}
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
@@ -101,11 +110,12 @@ class ApiKeyMiddleware:
             self.refusals.count(source, "auth")
             await send_json(send, 401, UNAUTHORIZED)
             return
-        if not principal.may(scope["method"]):
+        if not principal.may(scope["method"]) and not (
+                scope["method"] == "POST" and scope["path"] in READING_POSTS):
             self.audit({"actor": principal.actor, "action": f"{scope['method']} "
                         f"{scope['path']}"[:64], "target": scope["path"], "outcome": "denied",
                         "detail": f"role {principal.role}"})
-            await send_json(send, 403, FORBIDDEN)
+            await send_json(send, 403, read_only(principal.role))
             return
         scope["icefloe.principal"] = principal
         await self.app(scope, receive, send)

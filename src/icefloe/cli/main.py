@@ -22,10 +22,13 @@ from typing import Any, NoReturn
 import click
 import typer
 
+from icefloe.cli import access as access_cli
+from icefloe.cli import catalog as catalog_cli
 from icefloe.cli import data as data_cli
 from icefloe.cli import jobs as jobs_cli
 from icefloe.cli import ml as ml_cli
 from icefloe.cli import monitor as monitor_cli
+from icefloe.cli import people as people_cli
 from icefloe.cli import server as server_cli
 from icefloe.cli import serving as serving_cli
 from icefloe.cli import system as system_cli
@@ -58,11 +61,14 @@ def _root(
 app.add_typer(table_cli.app, name="table")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(monitor_cli.app, name="monitor")
+app.add_typer(catalog_cli.app, name="catalog")
 system_cli.register(app)
 ml_cli.register(app)
 server_cli.register(app)
 jobs_cli.register(app)
+people_cli.register(app)
 serving_cli.register(app, ml_cli.model_app)
+access_cli.register(app)
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:

@@ -88,9 +88,98 @@ def train(
         console.print(line, markup=False)
 
 
-def lineage(ctx: typer.Context, ref: str = typer.Argument(..., metavar="NAME/VERSION|NAME@ALIAS"),
-            as_json: bool = JSON) -> None:
-    """Show the exact data a model version learned from."""
+def lineage(
+    ctx: typer.Context,
+    node: str = typer.Argument(..., metavar="NODE|NAME/VERSION|NAME@ALIAS",
+                               help="A lineage node (kind:id, e.g. prediction:<uuid>, "
+                                    "snapshot:lending.loans@<id>, run:<id>), or a model "
+                                    "version for the data it learned from."),
+    upstream: bool = typer.Option(False, "--upstream", help="Only where it came from."),
+    downstream: bool = typer.Option(False, "--downstream", help="Only what came of it."),
+    depth: int | None = typer.Option(None, "--depth", min=1, max=50,
+                                     help="At most this many edges away."),
+    dot: bool = typer.Option(False, "--dot", help="Print Graphviz DOT (dot -Tsvg)."),
+    url: str | None = URL, api_key: str | None = KEY, api_key_file: Path | None = KEY_FILE,
+    as_json: bool = JSON,
+) -> None:
+    """The lineage graph around a node, from source batches to predictions.
+
+    With --url (or $ICEFLOE_URL) the control plane answers; without, the home's platform DB.
+    A model version (NAME/VERSION) shows the exact data it learned from, as before."""
+    from icefloe.errors import InvalidInputError
+    from icefloe.lineage.nodes import looks_like_node
+
+    if not looks_like_node(node):
+        _model_lineage(ctx, node, as_json)
+        return
+    if upstream and downstream:
+        raise InvalidInputError("give at most one of --upstream and --downstream")
+    if dot and as_json:
+        raise InvalidInputError("give at most one of --json and --dot")
+    direction = "upstream" if upstream else "downstream" if downstream else "both"
+    if url:
+        with connect(url, api_key, api_key_file) as client:
+            graph = client.lineage(node, direction, depth)
+    else:
+        from icefloe.lineage.assemble import lineage_graph
+        from icefloe.store.db import Database
+
+        settings = state(ctx).home_settings()
+        db = Database(settings.resolved_platform_db_url)
+        try:
+            graph = lineage_graph(db, settings, node, direction=direction, depth=depth)
+        finally:
+            db.dispose()
+    if as_json:
+        print_json(graph)
+        return
+    from icefloe.lineage.graph import from_dict, to_dot
+
+    whole, root = from_dict(graph)
+    if dot:
+        import sys
+
+        sys.stdout.write(to_dot(whole, root))  # exactly the text, never wrapped
+        return
+    _print_tree(whole, root, direction)
+
+
+def _print_tree(graph: Any, root: str, direction: str) -> None:
+    """The graph as a Rich tree: where the root came from, then what came of it."""
+    from rich.text import Text
+    from rich.tree import Tree
+
+    def label(node: str) -> str:
+        return str(graph.nodes.get(node, {}).get("label") or node)
+
+    top = Tree(Text(f"{label(root)}  [{root}]", style="bold"))
+
+    def grow(branch: Tree, node: str, upward: bool, shown: set[str]) -> None:
+        edges = graph.upstream_of(node) if upward else graph.downstream_of(node)
+        for edge in sorted(edges, key=lambda e: (e.relation, e.src if upward else e.dst)):
+            other = edge.src if upward else edge.dst
+            state = edge.detail.get("state")
+            failed = f" ({state.lower()})" if state in ("FAIL", "ABORT") else ""
+            again = " (shown above)" if other in shown else ""
+            who = f" · {edge.actor}" if edge.actor else ""
+            child = branch.add(Text.assemble((f"{edge.relation}{failed}: ", "dim"),
+                                             label(other), (f"  [{other}]{again}{who}", "dim")))
+            if other not in shown:
+                shown.add(other)
+                grow(child, other, upward, shown)
+
+    for upward, title in ((True, "upstream (where it came from)"),
+                          (False, "downstream (what came of it)")):
+        if direction in ("both", "upstream" if upward else "downstream"):
+            branch = top.add(Text(title, style="cyan"))
+            grow(branch, root, upward, {root})
+            if not branch.children:
+                branch.add(Text("nothing recorded", style="dim"))
+    console.print(top)
+
+
+def _model_lineage(ctx: typer.Context, ref: str, as_json: bool) -> None:
+    """The exact data a model version learned from (``icefloe lineage NAME/VERSION``)."""
     from icefloe.registry.mlflow_registry import ModelRegistry
 
     ln = ModelRegistry(state(ctx).home_settings()).lineage(ref)

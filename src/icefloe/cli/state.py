@@ -29,6 +29,9 @@ class State:
         """Settings with ``--home`` applied; the process umask keeps the home private."""
         settings = load_settings(home=self.home)
         apply_umask(settings)
+        from icefloe import happenings
+
+        happenings.use_local(settings)  # what this command does is recorded in its home
         return settings
 
     def home_settings(self) -> Settings:

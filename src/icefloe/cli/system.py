@@ -182,10 +182,16 @@ def sql(
     if output is not None:
         file_format(output, allow_json=True)  # refuse a bad extension before running
     pins = dict(parse_pin(p) for p in at)
-    result = state(ctx).lakehouse.sql(query, pins)
+    result, read = state(ctx).lakehouse.sql_read(query, pins)
+    from icefloe.happenings import Dataset, Happening, emit
+
+    written: tuple[Dataset, ...] = ()
     if output is not None:
         write_file(result, output, allow_json=True)
         success(f"wrote {result.num_rows:,} rows to {output}")
+        written = (Dataset(str(output.absolute()), kind="file", rows=result.num_rows),)
+    emit(lambda: Happening("sql.report" if written else "table.read", inputs=read,
+                           outputs=written, subject={"sql": query[:10_000], "via": "cli"}))
     if as_json:
         print_json(arrow_rows(result))
     elif output is None:

@@ -10,11 +10,19 @@ first run and appends on every later one, so an ETL job can be rerun.
 
 PyArrow, PyIceberg and the lakehouse are imported when a read or write runs, so importing
 ``icefloe.compute`` to start a Spark session stays light.
+
+Lineage: a read remembers which files of which snapshot it handed Spark, and a write looks
+up the files its DataFrame was computed from (``DataFrame.inputFiles``) among them, so the
+snapshots a job read are recorded as the inputs of the snapshot it wrote.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from typing import TYPE_CHECKING
+
+from icefloe.happenings import Dataset, Happening, emit, process_actor, process_parent
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -82,6 +90,39 @@ def _project(df: DataFrame, layout: FileLayout, schema: Schema, target: StructTy
     return df.select(*columns)
 
 
+MAX_REMEMBERED_READS = 64
+_reads: deque[tuple[str, int, frozenset[str]]] = deque(maxlen=MAX_REMEMBERED_READS)
+_reads_lock = threading.Lock()
+
+
+def _file_key(path: str) -> str:
+    """A data file's path as Spark and PyIceberg both can be matched on (no ``file:``)."""
+    if path.startswith("file:"):
+        path = "/" + path.removeprefix("file:").lstrip("/")
+    return path
+
+
+def _remember_read(name: str, snapshot_id: int, paths: list[str]) -> None:
+    with _reads_lock:
+        _reads.append((name, snapshot_id, frozenset(_file_key(p) for p in paths)))
+
+
+def inputs_of(df: DataFrame) -> tuple[Dataset, ...]:
+    """The snapshots (read through :func:`read_table` in this process) whose files ``df`` is
+    computed from; () when Spark cannot say. Best effort: never raises."""
+    try:
+        files = {_file_key(str(p)) for p in df.inputFiles()}
+    except Exception:  # noqa: BLE001 - lineage must never fail the write
+        return ()
+    found: dict[str, int] = {}
+    with _reads_lock:
+        remembered = list(_reads)
+    for name, snapshot_id, paths in reversed(remembered):  # the newest read of a table wins
+        if name not in found and files & paths:
+            found[name] = snapshot_id
+    return tuple(Dataset(name, snapshot_id=snap) for name, snap in sorted(found.items()))
+
+
 def read_table(
     spark: SparkSession,
     name: str,
@@ -90,6 +131,7 @@ def read_table(
     tag: str | None = None,
     as_of: str | int | None = None,
     lakehouse: Lakehouse | None = None,
+    record: bool = True,
 ) -> DataFrame:
     """Read an Iceberg table (current, or at a snapshot id, tag or time) as a Spark DataFrame.
 
@@ -100,6 +142,8 @@ def read_table(
         tag: Read the snapshot this tag points at.
         as_of: Read the snapshot that was current at this time (ISO-8601 or epoch ms).
         lakehouse: The lakehouse to read from; one from the default settings if omitted.
+        record: Publish the read (``table.read``); off for callers that publish their own
+            happening naming it (training).
     """
     from icefloe.lakehouse import Lakehouse
     from icefloe.lakehouse.layout import plan_snapshot_files
@@ -112,6 +156,11 @@ def read_table(
         schema = table.schema()
         return spark.createDataFrame([], spark_schema_of(schema))
     files = plan_snapshot_files(table, snap.snapshot_id)
+    _remember_read(name, snap.snapshot_id, files.paths)
+    if record:
+        emit(lambda: Happening("table.read", actor=process_actor(), parent=process_parent(),
+                               inputs=(Dataset(name, snapshot_id=snap.snapshot_id),),
+                               subject={"via": "spark"}))
     target = spark_schema_of(files.schema)
     if files.has_deletes:
         # Merge-on-read deletes: let PyIceberg apply them, then hand Spark the result.
@@ -174,4 +223,5 @@ def write_table(
     if mode not in WRITE_MODES:
         raise InvalidInputError(f"unknown write mode {mode!r}; use one of {', '.join(WRITE_MODES)}")
     lh = lakehouse or Lakehouse()
-    return lh.write(name, spark_to_arrow(df), mode, evolve=evolve, properties=properties)
+    return lh.write(name, spark_to_arrow(df), mode, evolve=evolve, properties=properties,
+                    inputs=inputs_of(df), subject={"via": "spark"})

@@ -22,9 +22,15 @@ PROJECT_DIR = Path(__file__).with_name("project")
 PROJECT = "lending-demo"
 
 
+# The demo's people: ana (data scientist, owns the project, runs the pipeline) and raj
+# (analyst: views the project, calls the model, reads the table with SQL).
+PEOPLE = {"ana": "editor", "raj": "viewer"}
+
+
 class ControlPlane:
     """A control plane served by uvicorn on 127.0.0.1 in a thread of this process, with an
-    admin key that lives only as long as it runs."""
+    admin key and a key for each of the demo's people, all living only as long as it runs.
+    """
 
     def __init__(self, settings: Settings) -> None:
         from icefloe.auth import keys as api_keys
@@ -37,7 +43,11 @@ class ControlPlane:
         self.db = Database(settings.resolved_platform_db_url)
         with self.db.session() as s:
             row, self.key = api_keys.create_api_key(s, "demo", "admin")
-            self.key_id = row.id
+            self.key_ids = [row.id]
+            self.keys: dict[str, str] = {}
+            for person, role in PEOPLE.items():
+                row, self.keys[person] = api_keys.create_api_key(s, person, role)
+                self.key_ids.append(row.id)
         # The demo's webhook receiver is on 127.0.0.1; its rules are evaluated on demand.
         self.settings = dataclasses.replace(settings, webhook_allowlist="127.0.0.1",
                                             monitor_interval=0)
@@ -51,6 +61,7 @@ class ControlPlane:
         app = create_app(self.settings, db=self.db,
                          runner=Runner(self.db, self.settings, api_url=self.url),
                          api_url=self.url)
+        self.app = app
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
                                                     log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -67,7 +78,8 @@ class ControlPlane:
         self.server.should_exit = True
         self.thread.join(timeout=60)
         with self.db.session() as s:
-            api_keys.revoke_api_key(s, self.key_id)  # the demo's key dies with the demo
+            for key_id in self.key_ids:  # the demo's keys die with the demo
+                api_keys.revoke_api_key(s, key_id)
         self.db.dispose()
 
 

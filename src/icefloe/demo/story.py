@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from icefloe.registry.mlflow_registry import ModelRegistry
 from icefloe.registry.reproduce import reproduce_training_data
 
 TABLE = "lending.loans"
+GRANTS = ("lending", "monitoring", "reports")  # the namespaces the demo project writes
 MODEL = "loan-default"
 CHAIN = ("TrainModel", "PushModel", "Simulation", "Inference")
 DEMO_PROPERTY = "icefloe.demo"
@@ -127,9 +129,11 @@ def run_story(settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, see
         from icefloe.client import Client
 
         _cmd(f"icefloe up --port {plane.port}   # here: inside the demo process")
-        with Client(plane.url, plane.key) as client:
-            figures = _pipeline_story(client, plane, settings, lh, venv, times, bad_file, seed,
-                                      bad_rows)
+        with Client(plane.url, plane.key) as admin, \
+                Client(plane.url, plane.keys["ana"]) as ana, \
+                Client(plane.url, plane.keys["raj"]) as raj:
+            figures = _pipeline_story(People(admin, ana, raj), plane, settings, lh, venv,
+                                      times, bad_file, seed, bad_rows)
 
     _step(8, "Summary")
     total = time.monotonic() - started
@@ -151,11 +155,14 @@ def run_story(settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, see
                       f"trained on {version['table']}@{version['snapshot_id']}", markup=False)
     console.print(f"report: {figures['report_csv']} and table reports.mlops_pipeline; "
                   f"monitoring report {figures['report_html']}", markup=False)
+    _print_governance(figures["governance"])
     summary = {"times_s": times, "total_s": total, "availability_percent": seen.percent,
                "calls": seen.calls, "answered": seen.answered,
                "calls_by_version": {str(v): n for v, n in seen.versions.items()},
                "failure_to_fix_s": figures["failure_to_fix_s"], "dags": figures["dags"],
                "deployment": figures["deployment"], "s1": s1.snapshot.snapshot_id,
+               "prediction_lineage": figures["governance"]["chain"],
+               "readers": sorted(r["user"] for r in figures["governance"]["access"]["readers"]),
                "versions": [{k: figures[which][k] for k in ("version", "pipeline", "table",
                                                            "snapshot_id")}
                             for which in ("old_version", "new_version")]}
@@ -169,19 +176,48 @@ def run_story(settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, see
     return summary
 
 
-def _pipeline_story(client: Any, plane: ControlPlane, settings: Settings, lh: Lakehouse,
+@dataclass(frozen=True)
+class People:
+    """The demo's clients: the admin, ana (owns the project) and raj (views it)."""
+
+    admin: Any
+    ana: Any
+    raj: Any
+
+
+def _project(people: People) -> dict[str, Any]:
+    """The demo project, owned by ana, viewed by raj, granted the namespaces it writes."""
+    _cmd(f"icefloe user create ana --key-role editor; icefloe user create raj --key-role "
+         f"viewer; icefloe project create {PROJECT}   # as ana")
+    try:
+        project = people.ana.create_project(PROJECT, None, "the demo's job scripts")
+    except ConflictError:  # a re-run, or a home whose demo project an older demo made
+        project = people.admin.project(PROJECT)
+        people.admin.set_member(project["id"], "ana", "owner")
+    pid = project["id"]
+    people.admin.set_member(pid, "raj", "viewer")
+    for namespace in GRANTS:
+        people.admin.grant(pid, namespace, "write")
+    _cmd(f"icefloe project member {PROJECT} raj --role viewer; " + "; ".join(
+        f"icefloe project grant {PROJECT} {n} --access write" for n in GRANTS))
+    members = people.admin.list_members(pid)
+    console.print(f"project {PROJECT}: " + ", ".join(f"{m['user']} ({m['role']})"
+                                                     for m in members)
+                  + f"; may write {', '.join(GRANTS)}", markup=False)
+    return project
+
+
+def _pipeline_story(people: People, plane: ControlPlane, settings: Settings, lh: Lakehouse,
                     venv: Path, times: dict[str, float], bad_file: Path, seed: int,
                     bad_rows: int) -> dict[str, Any]:
-    """Steps 2 to 7, with the control plane up."""
+    """Steps 2 to 7, with the control plane up; ana runs the pipeline, raj watches."""
     mark = time.monotonic()
     _step(2, "Train the baseline, deploy, simulate and monitor through jobs")
-    for old in client.list_deployments():  # a re-run replaces the last run's endpoint
+    for old in people.admin.list_deployments():  # a re-run replaces the last run's endpoint
         if old["model"] == MODEL and old["status"] == "DEPLOYED":
-            client.stop_deployment(old["id"])
-    try:
-        project = client.create_project(PROJECT, None, "the demo's job scripts")
-    except ConflictError:
-        project = client.project(PROJECT)
+            people.admin.stop_deployment(old["id"])
+    client = people.ana
+    project = _project(people)
     pid = project["id"]
     copy_scripts(Path(project["path"]))
     jobs = ensure_jobs(client, pid, {
@@ -238,7 +274,7 @@ def _pipeline_story(client: Any, plane: ControlPlane, settings: Settings, lh: La
     console.print(f"monitoring report: {report_html}", markup=False)
     times["2 baseline through jobs"] = time.monotonic() - mark
 
-    airflow = Airflow(venv, settings.home / "airflow", plane.url, plane.key)
+    airflow = Airflow(venv, settings.home / "airflow", plane.url, plane.keys["ana"])
     airflow.migrate()
     report_csv = settings.home / "demo" / "mlops_report.csv"
     dag_env = {"ICEFLOE_DEMO_PROJECT": PROJECT, "ICEFLOE_DEMO_DEPLOYMENT": dep["id"],
@@ -258,6 +294,10 @@ def _pipeline_story(client: Any, plane: ControlPlane, settings: Settings, lh: La
     report = lh.sql("SELECT pipeline, model_version, predictions, with_truth, accuracy "
                     "FROM reports.mlops_pipeline ORDER BY pipeline_run, model_version")
     print_arrow(report, title=f"reports.mlops_pipeline (also {report_csv})")
+    _cmd(f'icefloe sql "SELECT count(*) ... FROM {TABLE}"   # raj, through the API')
+    mix = people.raj.sql(f"SELECT count(*) AS loans, round(avg(annual_inc)) AS avg_income "
+                         f"FROM {TABLE}")
+    console.print(f"raj (viewer) reads {TABLE}: {mix['rows'][0]}", markup=False)
     times["3 mlops_success"] = time.monotonic() - mark
 
     mark = time.monotonic()
@@ -269,9 +309,10 @@ def _pipeline_story(client: Any, plane: ControlPlane, settings: Settings, lh: La
     fields = [f["name"] for f in serving["input_schema"]["fields"]]
     records = [{f: r.get(f) for f in fields} for r in lh.read(TABLE, limit=400).to_pylist()
                if all(r.get(f) is not None for f in fields)][:200]
-    prober = Prober(plane.url, plane.key, dep["access_key"], records, dep["id"]).start()
-    console.print(f"prober: calling {MODEL}/{old_version['version']} one call after another "
-                  f"with the {len(fields)} fields callers send today")
+    prober = Prober(plane.url, plane.keys["raj"], dep["access_key"], records,
+                    dep["id"]).start()
+    console.print(f"prober (raj's key): calling {MODEL}/{old_version['version']} one call "
+                  f"after another with the {len(fields)} fields callers send today")
     _cmd("airflow dags test mlops_fail")
     failed = airflow.test("mlops_fail", dag_env, order("load_bad_batch"))
     _dag_table(failed)
@@ -335,13 +376,59 @@ def _pipeline_story(client: Any, plane: ControlPlane, settings: Settings, lh: La
     _check(client.get_deployment(dep["id"])["model_version"] == new_version["version"],
            "the fixed version is not the one serving")
     times["7 mlops_fail, fixed"] = time.monotonic() - mark
-    return {"availability": seen, "old_version": old_version, "new_version": new_version,
+    governance = _governance(people, plane, settings, dep, records)
+    return {"availability": seen, "governance": governance, "old_version": old_version,
+            "new_version": new_version,
             "failure_to_fix_s": _seconds_between(fail_run["finished_at"],
                                                  push_run["finished_at"]),
             "report_csv": report_csv, "report_html": report_html,
             "deployment": dep["id"], "dags": {"mlops_success": success.state,
                                               "mlops_fail": failed.state,
                                               "mlops_fail_fixed": fixed.state}}
+
+
+def _governance(people: People, plane: ControlPlane, settings: Settings, dep: dict[str, Any],
+                records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One more call to the fixed model, the chain behind its answer, and who read the
+    table during the story (what step 8 prints)."""
+    import httpx
+
+    from icefloe.lineage.assemble import explain_prediction
+
+    answer = httpx.post(f"{plane.url}/model", timeout=30,
+                        headers={"Authorization": f"Bearer {plane.keys['raj']}"},
+                        json={"accessKey": dep["access_key"], "request": records[0]})
+    _check(answer.status_code == 200, f"the fixed model did not answer: {answer.text[:300]}")
+    uuid = answer.json()["response"]["uuid"]
+    plane.app.state.prediction_log.flush()  # the answer is written to the store first
+    chain = explain_prediction(plane.db, settings, uuid)
+    access = people.admin.table_access(TABLE, since="1d")
+    return {"prediction": uuid, "chain": chain, "access": access}
+
+
+def _print_governance(found: dict[str, Any]) -> None:
+    chain = found["chain"]
+    _cmd(f"icefloe lineage prediction:{found['prediction']} --upstream")
+    snap = chain["training_snapshot"]
+    console.print(f"prediction {found['prediction']} <- deployment {chain['deployment']} <- "
+                  f"build {chain['build']} <- {chain['model']}/{chain['model_version']} <- "
+                  f"training run {chain['training_run']} <- {snap['table']}@"
+                  f"{snap['snapshot_id']}", markup=False)
+    for batch in chain["batches"]:
+        who = ", ".join([*batch["airflow"], *batch["runs"], *batch["users"], *batch["inputs"]])
+        console.print(f"  {batch['snapshot_id']} {batch['operation'] or '':<9} "
+                      f"+{batch['added_rows'] or 0:<6} {who or '(no writer recorded)'}",
+                      markup=False)
+    for back in chain["rollbacks"]:
+        console.print(f"  rollback {back.get('from')} -> {back.get('to')} by "
+                      f"{back.get('actor') or back.get('by')}", markup=False)
+    _cmd(f"icefloe access {TABLE} --since 1d")
+    for holder in found["access"]["access"]:
+        console.print(f"  may {holder['access']:<5} {holder['user']}"
+                      + (" (admin)" if holder.get("admin") else ""), markup=False)
+    for reader in found["access"]["readers"]:
+        console.print(f"  read {reader['reads']:>4}x {reader['user']} via "
+                      f"{', '.join(reader.get('via') or [])}", markup=False)
 
 
 def _seconds_between(start: str, end: str) -> float:

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from icefloe.auth import keys
 from icefloe.config import Settings
 from icefloe.errors import IcefloeError
+from icefloe.happenings import Actor, Happening, emit
 from icefloe.home import job_identity, unreachable
 from icefloe.jobs import folders, launcher, states, vault
 from icefloe.jobs.environment import run_environment
@@ -59,6 +60,45 @@ class _Live:
     log_file: BinaryIO
     scratch: str
     stop_requested: bool = False
+
+
+# How a run's end is told on the happenings bus.
+_HAPPENING_STATE = {states.SUCCEEDED: "COMPLETE", states.FAILED: "FAIL",
+                    states.TIMEDOUT: "FAIL", states.STOPPED: "ABORT"}
+
+
+def run_happening(run: Run, job_name: str, state: str) -> Happening:
+    """The ``job.run`` happening of a run: START when it runs, then COMPLETE, FAIL or ABORT;
+    its parent is the Airflow task that started it (from the idempotency key the Airflow
+    provider sets), else the run that triggered it."""
+    from icefloe.lineage.nodes import airflow_parts
+
+    task = airflow_parts(run.idempotency_key)
+    parent: dict[str, object] | None = None
+    if task is not None:
+        parent = {"kind": "airflow", "dag_id": task[0], "run_id": task[1], "task_id": task[2],
+                  "map_index": task[3]}
+    elif run.parent_run_id:
+        parent = {"kind": "job.run", "run_id": run.parent_run_id}
+    subject = {"project_id": run.project_id, "job": job_name, "job_id": run.job_id,
+               "trigger": run.trigger, "triggered_by": run.triggered_by,
+               "attempt": run.attempt, "status": run.status, "exit_code": run.exit_code}
+    if state in ("FAIL", "ABORT") and run.reason:
+        subject["error"] = run.reason
+    return Happening("job.run", state, run.id, parent=parent, subject=subject,
+                     actor=Actor(user=run.run_as or run.triggered_by or "system",
+                                 run_id=run.id))
+
+
+def _described(s: Session, run: Run, state: str) -> Happening | None:
+    """:func:`run_happening` of a run read in session ``s``; None if it cannot be made
+    (recording never fails the run's bookkeeping)."""
+    try:
+        job = s.get(Job, run.job_id)
+        return run_happening(run, job.name if job is not None else "", state)
+    except Exception:  # noqa: BLE001
+        log.warning("describing run %s for the happenings bus failed", run.id, exc_info=True)
+        return None
 
 
 def _kill_group(pid: int, grace: float = KILL_GRACE_S) -> None:
@@ -177,11 +217,15 @@ class Runner:
             os.killpg(live.process.pid, signal.SIGKILL)  # nothing of the run may outlive it
         live.log_file.close()
         shutil.rmtree(live.scratch, ignore_errors=True)
+        told: Happening | None = None
         with self.db.session() as s:
             keys.end_run_token(s, live.run_id)
             run = repo.move_run(s, live.run_id, status, exit_code=code, reason=reason)
             if run is not None:
                 self._follow_up(s, run, status)
+                told = _described(s, run, _HAPPENING_STATE.get(status, "FAIL"))
+        # Told once the transaction is over: subscribers write to the same DB.
+        emit(lambda: told)
         self._ended(live.run_id)
 
     def _follow_up(self, s: Session, run: Run, status: str) -> None:
@@ -256,6 +300,7 @@ class Runner:
         variables = {
             "ICEFLOE_API_KEY": token, "ICEFLOE_RUN_TOKEN": token,
             "ICEFLOE_RUN_ID": run.id, "ICEFLOE_JOB_ID": run.job_id,
+            "ICEFLOE_RUN_USER": run.run_as or run.triggered_by,
             "ICEFLOE_PROJECT_ID": run.project_id, "ICEFLOE_HOME": scratch,
             "ICEFLOE_CATALOG_URI": st.resolved_catalog_uri,
             "ICEFLOE_CATALOG_NAME": st.catalog_name, "ICEFLOE_WAREHOUSE": st.warehouse_path,
@@ -273,10 +318,14 @@ class Runner:
                        reason: str) -> None:
         log_file.write(f"icefloe: cannot start the run: {reason}\n".encode())
         log_file.close()
+        told: Happening | None = None
         with self.db.session() as s:
             keys.end_run_token(s, run_id)
-            repo.move_run(s, run_id, states.FAILED, reason=reason, log_path=str(log_path))
+            run = repo.move_run(s, run_id, states.FAILED, reason=reason, log_path=str(log_path))
             repo.audit(s, "system", "run.start", f"run/{run_id}", "failed", reason)
+            if run is not None:
+                told = _described(s, run, "FAIL")
+        emit(lambda: told)
         self._ended(run_id)
 
     def _launch(self, run_id: str) -> None:
@@ -295,7 +344,8 @@ class Runner:
                             {**job.environment, **(run.environment or {})}, job.timeout,
                             job.secret_environment)
             project_path = project.path
-            icefloe_run = Run(id=run.id, job_id=run.job_id, project_id=run.project_id)
+            icefloe_run = Run(id=run.id, job_id=run.job_id, project_id=run.project_id,
+                              run_as=run.run_as, triggered_by=run.triggered_by)
         script, arguments, environment, timeout, sealed = job_snapshot
         log_path = self.logs / f"{run_id}.log"
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -342,8 +392,13 @@ class Runner:
                      time.monotonic() + timeout if timeout else None, log_file, scratch)
         with self._lock:
             self._live[run_id] = live
+        told: Happening | None = None
         with self.db.session() as s:
-            repo.move_run(s, run_id, states.RUNNING, pid=process.pid, log_path=str(log_path))
+            run = repo.move_run(s, run_id, states.RUNNING, pid=process.pid,
+                                log_path=str(log_path))
+            if run is not None:
+                told = _described(s, run, "START")
+        emit(lambda: told)
 
     # -- requests ------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from pyiceberg.table import Table
 
 from icefloe.config import Settings, load_settings
 from icefloe.errors import InvalidInputError
+from icefloe.happenings import Actor, Dataset, Happening, emit, process_actor, process_parent
 from icefloe.lakehouse import catalog as _catalog
 from icefloe.lakehouse import snapshots as _snapshots
 from icefloe.lakehouse import sql as _sql
@@ -108,19 +109,41 @@ class Lakehouse:
         properties: dict[str, str] | None = None,
         table_properties: dict[str, str] | None = None,
         replacing: tuple[str, Sequence[str]] | None = None,
+        inputs: Sequence[Dataset] = (),
+        actor: Actor | None = None,
+        happening: str | None = "table.write",
+        subject: Mapping[str, Any] | None = None,
     ) -> WriteResult:
         """Create, append to or overwrite a table in one commit (see ``tables.write_arrow``;
-        ``replacing`` deletes rows by key in the same commit)."""
-        return _tables.write_arrow(
+        ``replacing`` deletes rows by key in the same commit).
+
+        The snapshot's summary names who wrote it (``icefloe.user``, ``icefloe.run-id``) and
+        the write is published on the happenings bus (lineage, access, OpenLineage).
+
+        Args:
+            inputs: What the rows were made from (snapshots read, files loaded).
+            actor: Who writes (default: this process's job run and user).
+            happening: The kind the write is published as (``table.write``, ``sql.report``,
+                ``monitoring.window``...); None publishes nothing.
+            subject: Facts for the happening, e.g. ``{"via": "export"}``.
+        """
+        who = actor or process_actor()
+        arrow = to_arrow(data)
+        result = _tables.write_arrow(
             self.catalog,
             name,
-            to_arrow(data),
+            arrow,
             mode,
             evolve=evolve,
-            properties=properties,
+            properties={**_tables.writer_properties(who), **(properties or {})},
             table_properties=table_properties,
             replacing=replacing,
         )
+        if happening:
+            emit(lambda: Happening(happening, actor=who, inputs=tuple(inputs),
+                                   outputs=(result.dataset(arrow.column_names),),
+                                   subject=dict(subject or {}), parent=process_parent()))
+        return result
 
     def drop(self, name: str, *, purge: bool = True) -> None:
         """Drop a table (and delete its files when ``purge``)."""
@@ -150,6 +173,8 @@ class Lakehouse:
             evolve=evolve,
             properties={"icefloe.source": Path(path).name},
             table_properties=table_properties,
+            inputs=(Dataset(str(Path(path).absolute()), kind="file", rows=data.num_rows),),
+            subject={"via": "load"},
         )
 
     def read(
@@ -212,7 +237,7 @@ class Lakehouse:
         return _snapshots.list_tags(self.table(name))
 
     def rollback(self, name: str, snapshot_id: int | str, *,
-                 keep_schema: bool = False) -> Rollback:
+                 keep_schema: bool = False, actor: Actor | None = None) -> Rollback:
         """Make an earlier (or rolled-back-from) snapshot current; history is kept.
 
         Args:
@@ -222,10 +247,14 @@ class Lakehouse:
                 the current schema again in the same commit, so columns a later write added
                 are gone from it (and a batch that has them needs ``evolve`` again).
 
+            actor: Who rolls back, for the happening published (default: this process's).
+
         Returns:
             What changed: see :class:`icefloe.lakehouse.snapshots.Rollback`.
         """
-        return _snapshots.rollback(self.catalog, name, snapshot_id, keep_schema=keep_schema)
+        done = _snapshots.rollback(self.catalog, name, snapshot_id, keep_schema=keep_schema)
+        emit(lambda: _rolled_back(done, actor or process_actor()))
+        return done
 
     @cached_property
     def _sql_runner(self) -> _sql.SqlRunner:
@@ -236,3 +265,24 @@ class Lakehouse:
     def sql(self, query: str, pins: Mapping[str, int | str] | None = None) -> pa.Table:
         """Run DuckDB SQL over the tables (``namespace.table``), optionally pinned."""
         return self._sql_runner.run(query, pins)
+
+    def sql_read(self, query: str, pins: Mapping[str, int | str] | None = None
+                 ) -> tuple[pa.Table, tuple[Dataset, ...]]:
+        """Run SQL like :meth:`sql`; also answers the snapshots it read (for lineage)."""
+        result, read = self._sql_runner.run_read(query, pins)
+        return result, tuple(Dataset(name, snapshot_id=snap) for name, snap in read)
+
+
+def _rolled_back(done: Rollback, actor: Actor) -> Happening | None:
+    """The happening of a rollback (None when nothing moved)."""
+    if done.previous_snapshot_id == done.snapshot.snapshot_id and not done.schema_changed:
+        return None
+    before = (Dataset(done.table, snapshot_id=done.previous_snapshot_id),) \
+        if done.previous_snapshot_id is not None else ()
+    return Happening("table.rollback", actor=actor, inputs=before,
+                     outputs=(Dataset(done.table, snapshot_id=done.snapshot.snapshot_id),),
+                     subject={"table": done.table, "from_snapshot_id": done.previous_snapshot_id,
+                              "to_snapshot_id": done.snapshot.snapshot_id,
+                              "schema_changed": done.schema_changed,
+                              "columns_removed": list(done.columns_removed)},
+                     parent=process_parent())

@@ -361,6 +361,12 @@ class SqlRunner:
             NoSuchTableError: A pinned table does not exist.
             QueryError: DuckDB refused the query (the message is DuckDB's first line).
         """
+        return self.run_read(query, pins)[0]
+
+    def run_read(self, query: str, pins: Mapping[str, Pin] | None = None
+                 ) -> tuple[pa.Table, list[tuple[str, int | None]]]:
+        """Run a query like :meth:`run`; also answers ``(table, snapshot id)`` of every table
+        it read (None for a table with no snapshot yet), for lineage and access tracking."""
         if not query.strip():
             raise InvalidInputError("the SQL query is empty")
         pinned = {parse_table_name(k): v for k, v in (pins or {}).items()}
@@ -372,17 +378,18 @@ class SqlRunner:
         tables = [n for n in mentioned if n in locations]
         tables += [n for n in pinned if n not in tables]
         views = [self._view(n, locations[n], pinned.get(n)) for n in tables]
+        read = [(str(v.name), v.snapshot_id) for v in views]
         if any(v.body is None for v in views):
-            return _run_alone(views, query, self._rows)
+            return _run_alone(views, query, self._rows), read
         key = tuple((str(v.name), v.body or "") for v in views)  # bodies name the files
         sandbox, cursor = self._checkout(key, views)
         try:
-            return _run_query(cursor, query)
+            return _run_query(cursor, query), read
         except duckdb.OutOfMemoryException:
             pass  # the kept databases cannot spill; this one can
         finally:
             self._checkin(sandbox, cursor)
-        return _run_alone(views, query, self._rows)
+        return _run_alone(views, query, self._rows), read
 
     def close(self) -> None:
         """Close the kept databases (those in use close when their query ends)."""

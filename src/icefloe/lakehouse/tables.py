@@ -18,6 +18,7 @@ from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
 from icefloe.errors import ConflictError, InvalidInputError
+from icefloe.happenings import Actor, Dataset
 from icefloe.lakehouse.catalog import (
     ensure_namespace,
     load_table,
@@ -35,6 +36,9 @@ from icefloe.lakehouse.snapshots import SnapshotInfo, resolve_snapshot, snapshot
 
 WRITE_MODES: tuple[str, ...] = ("auto", "create", "append", "overwrite")
 WRITE_ID_PROPERTY = "icefloe.write-id"
+# Who wrote a snapshot, kept in its summary (lineage reads them back).
+RUN_ID_PROPERTY = "icefloe.run-id"
+USER_PROPERTY = "icefloe.user"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,19 @@ class WriteResult:
         out = asdict(self)
         out["snapshot"] = self.snapshot.to_dict()
         return out
+
+    def dataset(self, fields: Sequence[str] = ()) -> Dataset:
+        """The snapshot written, as a happening's output."""
+        return Dataset(name=self.table, snapshot_id=self.snapshot.snapshot_id,
+                       fields=tuple(fields), rows=self.rows)
+
+
+def writer_properties(actor: Actor) -> dict[str, str]:
+    """The snapshot summary properties naming who writes: the user, and the job run."""
+    props = {USER_PROPERTY: actor.user[:255]}
+    if actor.run_id:
+        props[RUN_ID_PROPERTY] = actor.run_id[:64]
+    return props
 
 
 def _landed(table: Table, write_id: str) -> int | None:

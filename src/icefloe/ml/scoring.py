@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from icefloe.config import Settings, load_settings
 from icefloe.errors import InvalidInputError, TrainingError
+from icefloe.happenings import Dataset
 from icefloe.lakehouse import Lakehouse
 from icefloe.ml.onnx import OnnxScorer
 from icefloe.ml.spec import FeatureSet
@@ -104,7 +105,9 @@ def score_table(
         .append_column("scored_at", pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")))
     )
     written = lh.write(output_table, out, "auto", evolve=True,
-                       properties={"icefloe.model": f"{mv.name}/{mv.version}"})
+                       properties={"icefloe.model": f"{mv.name}/{mv.version}"},
+                       inputs=(Dataset(table, snapshot_id=snap.snapshot_id, rows=n),),
+                       subject={"via": "score", "model": mv.name, "version": int(mv.version)})
     return ScoreResult(
         model=mv.name, version=int(mv.version), source_table=table,
         source_snapshot_id=snap.snapshot_id, output_table=output_table,

@@ -7,6 +7,7 @@ failure at any step marks the run FAILED and registers nothing.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -22,6 +23,7 @@ import numpy as np
 from icefloe.compute.spark import SparkStart
 from icefloe.config import Settings, load_settings
 from icefloe.errors import ParityError, TrainingError
+from icefloe.happenings import Dataset, Happening, emit, process_actor, process_parent
 from icefloe.lakehouse import Lakehouse
 from icefloe.lakehouse.fingerprint import fingerprint
 from icefloe.lakehouse.snapshots import format_ms, resolve_snapshot
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 PARITY_SAMPLES = 200
+JOB_RUN_TAG = TAG_PREFIX + "job_run_id"  # the job run that trained, when one did
 StepCallback = Callable[[str], None]
 
 
@@ -266,9 +269,12 @@ def train(
             TAG_PREFIX + "snapshot_id": str(snap.snapshot_id),
             TAG_PREFIX + "pipeline": spec.pipeline,
             TAG_PREFIX + "model": spec.model_name,
+            **({JOB_RUN_TAG: os.environ["ICEFLOE_RUN_ID"]} if os.environ.get("ICEFLOE_RUN_ID")
+               else {}),
             **spec.extra_tags,
         }
-    with registry.run(spec.experiment, f"{spec.model_name}-{spec.pipeline}", run_tags) as run:
+    with registry.run(spec.experiment, f"{spec.model_name}-{spec.pipeline}", run_tags) as run, \
+            _published(spec, snap.snapshot_id, run.info.run_id) as outcome:
         mlflow.log_params(spec.params())
         if unusable is not None:
             raise unusable
@@ -283,7 +289,8 @@ def train(
 
         with timer.step("read snapshot"):
             original_columns = [f.name for f in schema.fields]
-            frame = read_table(spark, spec.table, snapshot_id=snap.snapshot_id, lakehouse=lh)
+            frame = read_table(spark, spec.table, snapshot_id=snap.snapshot_id, lakehouse=lh,
+                               record=False)  # the training happening names the read
             prepared = prepare(frame, features, spec.label, spec.nulls,
                                split_columns=original_columns,
                                test_fraction=spec.test_fraction, seed=spec.seed)
@@ -294,7 +301,45 @@ def train(
         finally:
             if prepared.source is not None:
                 prepared.source.unpersist()
+        outcome["result"] = result
     return result
+
+
+@contextmanager
+def _published(spec: TrainSpec, snapshot_id: int, run_id: str) -> Iterator[dict[str, Any]]:
+    """Publish the training's START, then its COMPLETE (with the version registered, put in
+    the yielded dict as ``result``) or its FAIL (with the error)."""
+    emit(lambda: _happening("START", spec, snapshot_id, run_id))
+    outcome: dict[str, Any] = {}
+    try:
+        yield outcome
+    except BaseException as exc:
+        error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        emit(lambda: _happening("FAIL", spec, snapshot_id, run_id, error=error[:2000]))
+        raise
+    emit(lambda: _happening("COMPLETE", spec, snapshot_id, run_id, outcome.get("result")))
+
+
+def _happening(state: str, spec: TrainSpec, snapshot_id: int, run_id: str,
+               result: TrainResult | None = None, error: str = "") -> Happening:
+    """A training happening: the snapshot read, the model, its parameters and, once
+    registered, its version, metrics and ONNX parity."""
+    subject: dict[str, Any] = {"model": spec.model_name, "pipeline": spec.pipeline,
+                               "experiment": spec.experiment, "params": spec.params(),
+                               "label": spec.label.describe()}
+    fields: tuple[str, ...] = ()
+    rows = None
+    if result is not None:
+        subject.update(version=result.version, metrics=result.metrics, parity=result.parity,
+                       fingerprint=result.lineage.fingerprint,
+                       features=list(result.lineage.features))
+        fields, rows = tuple(result.lineage.features), result.lineage.row_count
+    if error:
+        subject["error"] = error
+    return Happening("training", state, run_id, actor=process_actor(),
+                     inputs=(Dataset(spec.table, snapshot_id=snapshot_id, fields=fields,
+                                     rows=rows),),
+                     subject=subject, parent=process_parent())
 
 
 def _fit_evaluate_register(

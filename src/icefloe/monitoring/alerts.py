@@ -18,6 +18,8 @@ from sqlalchemy import delete, select, update
 
 from icefloe.config import Settings
 from icefloe.errors import InvalidInputError, NotFoundError
+from icefloe.governance import access
+from icefloe.happenings import Actor, Happening, emit
 from icefloe.jobs import vault
 from icefloe.monitoring import mail
 from icefloe.monitoring.rules import OK, RuleSpec, figure_of, next_state
@@ -159,7 +161,7 @@ def evaluate(db: Database, lakehouse: Lakehouse, settings: Settings,
             query = query.where(Deployment.status == "DEPLOYED")
         rules = list(s.scalars(query.order_by(AlertRule.created_at, AlertRule.id)))
         s.expunge_all()
-    measured: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    measured: dict[tuple[str, str, int], dict[str, Any]] = {}
     changes: list[dict[str, Any]] = []
     for rule in rules:
         key = (rule.deployment_id, rule.window, rule.min_samples)
@@ -167,20 +169,31 @@ def evaluate(db: Database, lakehouse: Lakehouse, settings: Settings,
             if key not in measured:
                 measured[key] = monitor_deployment(
                     db, lakehouse, rule.deployment_id, rule.window,
-                    min_samples=rule.min_samples, record=False, now_ms=now_ms)["figures"]
+                    min_samples=rule.min_samples, record=False, now_ms=now_ms)
         except Exception:  # one deployment that cannot be measured must not stop the rest
             if deployment_id is not None:
                 raise
             log.exception("measuring deployment %s for rule %s failed", rule.deployment_id,
                           rule.id)
-            measured[key] = []
+            measured[key] = {"figures": []}
             continue
-        value, samples = figure_of(measured[key], rule.metric, rule.feature)
+        value, samples = figure_of(measured[key]["figures"], rule.metric, rule.feature)
         change = _move(db, rule, value, samples)
         if change is not None:
             changes.append(change)
+            emit(lambda: _happening(rule, change, measured[key]))  # noqa: B023 - called now
     _send_pending(db, settings)
     return changes
+
+
+def _happening(rule: AlertRule, change: dict[str, Any], window: dict[str, Any]) -> Happening:
+    """An alert happening: a rule's change of state, on the window it was measured on."""
+    return Happening("alert", actor=Actor(user="system"), subject={
+        "rule_id": rule.id, "event_id": change["id"], "deployment_id": rule.deployment_id,
+        "metric": rule.metric, "feature": rule.feature, "from": change["from"],
+        "to": change["to"], "value": change["value"], "samples": change["samples"],
+        "window": rule.window, "start_ms": window.get("start_ms"),
+        "end_ms": window.get("end_ms")})
 
 
 def _spec(rule: AlertRule) -> RuleSpec:
@@ -274,6 +287,7 @@ class Evaluator:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
+                access.prune_due(self.db, self.settings)  # the retention policy, hourly
                 with self.db.session() as s:
                     if s.scalar(select(AlertRule.id).limit(1)) is None:
                         continue  # no rule anywhere: nothing to measure

@@ -238,7 +238,9 @@ def _export(db: Database, lakehouse: Lakehouse, progress: Progress | None) -> Ex
     data = to_arrow([*fresh, *answered], kinds)
     written = lakehouse.write(TABLE, data, "auto", evolve=True,
                               properties={"icefloe.export": "predictions"},
-                              replacing=("uuid", [r[0] for r in answered]))
+                              replacing=("uuid", [r[0] for r in answered]),
+                              subject={"via": "export", "deployments": sorted(
+                                  {r[1] for r in fresh} | {r[1] for r in answered})})
     return ExportResult(TABLE, len(fresh), len(answered), written.snapshot.total_rows or 0,
                         written.snapshot.snapshot_id)
 

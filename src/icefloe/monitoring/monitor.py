@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from icefloe.errors import NotFoundError
+from icefloe.happenings import Dataset
 from icefloe.monitoring.export import TABLE as PREDICTIONS
 from icefloe.monitoring.export import export_predictions
 from icefloe.monitoring.profile import PROFILE_FILE, ReferenceProfile
@@ -98,8 +99,17 @@ def _measure(db: Database, lakehouse: Lakehouse, deployment_id: str, window: str
         "aggregates": _aggregates(db, deployment_id, start, end),
     }
     if record and figures:
-        _record(lakehouse, result)
+        _record(lakehouse, result, _predictions_read(lakehouse))
     return result, rows
+
+
+def _predictions_read(lakehouse: Lakehouse) -> tuple[Dataset, ...]:
+    """The snapshot of the prediction table a window was read from (for lineage)."""
+    try:
+        current = lakehouse.current_snapshot(PREDICTIONS)
+    except NotFoundError:
+        return ()
+    return (Dataset(PREDICTIONS, snapshot_id=current.snapshot_id),) if current else ()
 
 
 def _window_rows(lakehouse: Lakehouse, deployment_id: str, build_id: str, end: int,
@@ -167,8 +177,10 @@ def _aggregates(db: Database, deployment_id: str, start: int, end: int
                  "metrics": a.metrics} for a in found]
 
 
-def _record(lakehouse: Lakehouse, result: dict[str, Any]) -> None:
-    """Append the figures to ``monitoring.metrics`` (one commit)."""
+def _record(lakehouse: Lakehouse, result: dict[str, Any],
+            read: tuple[Dataset, ...] = ()) -> None:
+    """Append the figures to ``monitoring.metrics`` (one commit), published as the
+    deployment's monitoring window."""
     import pyarrow as pa
 
     figures = result["figures"]
@@ -189,4 +201,12 @@ def _record(lakehouse: Lakehouse, result: dict[str, Any]) -> None:
         "samples": pa.array([f["samples"] for f in figures], pa.int64()),
         "status": pa.array([f["status"] for f in figures], pa.string()),
     })
-    lakehouse.write(METRICS, data, "auto", evolve=True)
+    lakehouse.write(METRICS, data, "auto", evolve=True, inputs=read,
+                    happening="monitoring.window",
+                    subject={"deployment_id": result["deployment"], "build_id": result["build"],
+                             "model": result["model"], "version": result["model_version"],
+                             "window": result["window"], "start_ms": result["start_ms"],
+                             "end_ms": result["end_ms"], "via": "monitoring",
+                             "metrics": {f["metric"] + (f".{f['feature']}" if f["feature"]
+                                                        else ""): f["value"] for f in figures
+                                         if isinstance(f["value"], int | float)}})

@@ -7,6 +7,7 @@ from typing import Any
 
 from icefloe.config import Settings
 from icefloe.errors import FingerprintMismatchError
+from icefloe.happenings import Dataset, Happening, emit
 from icefloe.lakehouse import Lakehouse
 from icefloe.lakehouse.files import write_file
 from icefloe.lakehouse.fingerprint import fingerprint
@@ -25,6 +26,9 @@ def reproduce_training_data(settings: Settings, ref: str, output: str | Path) ->
     """
     lineage = ModelRegistry(settings).lineage(ref)
     rows = Lakehouse(settings).read(lineage.table, snapshot_id=lineage.snapshot_id)
+    emit(lambda: Happening("table.read", inputs=(Dataset(
+        lineage.table, snapshot_id=lineage.snapshot_id, rows=rows.num_rows),),
+        subject={"via": "reproduce", "model": ref, "output": str(output)}))
     found = fingerprint(rows)
     check_fingerprint(lineage, found, ref, "nothing written")
     path = write_file(rows, output)

@@ -14,8 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from icefloe.catalog.cards import ensure_card
 from icefloe.config import Settings
 from icefloe.errors import IcefloeError, ParityError
+from icefloe.happenings import Happening, actor_named, emit, process_parent
 from icefloe.ml.onnx import PARITY_LIMIT, OnnxScorer, parity
 from icefloe.ml.spec import FeatureSet
 from icefloe.monitoring.profile import PROFILE_FILE
@@ -25,7 +27,7 @@ from icefloe.serving.schema import FieldSpec, InputSchema, example_request
 from icefloe.serving.scorer import checksum
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.orm import Build
+from icefloe.store.orm import Build, ModelCard
 from icefloe.timefmt import iso_utc
 
 BUILDING, READY, FAILED = "BUILDING", "BUILD_READY", "BUILD_FAILED"
@@ -71,17 +73,29 @@ def _self_test(registry: ModelRegistry, run_id: str, scorer: OnnxScorer,
     return parity(samples["spark_probability"], scorer.probabilities(columns))
 
 
-def create_build(db: Database, settings: Settings, ref: str, created_by: str = "") -> Build:
-    """Build a model version; returns the build row (READY or BUILD_FAILED, never half-made)."""
+def create_build(db: Database, settings: Settings, ref: str, created_by: str = "",
+                 project_id: str | None = None) -> Build:
+    """Build a model version; returns the build row (READY or BUILD_FAILED, never half-made).
+
+    ``project_id`` is the project the build (and deployments of it) belong to; when not
+    given (a local build), the model's project, else the default project.
+    """
     registry = ModelRegistry(settings)
     mv, onnx_bytes = registry.onnx_bytes(ref)
     lineage = registry.lineage(f"{mv.name}/{mv.version}")
     with db.session() as s:
+        if project_id is None:  # the model's project, else the default one
+            from icefloe.governance.membership import default_project
+
+            card = s.get(ModelCard, mv.name)
+            project_id = (card.project_id if card is not None and card.project_id
+                          else default_project(s, settings).id)
         build = Build(id=repo.new_id(), model_name=mv.name, model_version=int(mv.version),
                       status=BUILDING, reason="", path="", checksum="", input_schema={},
-                      created_by=created_by, created_at=repo.now())
+                      created_by=created_by, created_at=repo.now(), project_id=project_id)
         s.add(build)
         build_id = build.id
+        ensure_card(s, mv.name, project_id, created_by)  # the model's catalog card, first time
     root = settings.home.resolve() / "builds"
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{build_id}-", dir=root))
@@ -115,6 +129,8 @@ def create_build(db: Database, settings: Settings, ref: str, created_by: str = "
             failed.status, failed.reason = FAILED, exc.message
             repo.audit(s, created_by or "system", "build.create", f"build/{build_id}", "failed",
                        exc.message)
+        reason = exc.message
+        emit(lambda: _happening("FAIL", failed, created_by, error=reason))
         return failed
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -129,7 +145,19 @@ def create_build(db: Database, settings: Settings, ref: str, created_by: str = "
         row.input_schema, row.parity = schema.to_dict(), diff
         repo.audit(s, created_by or "system", "build.create", f"build/{build_id}", "ok",
                    f"{mv.name}/{mv.version}")
+    emit(lambda: _happening("COMPLETE", row, created_by))
     return row
+
+
+def _happening(state: str, build: Build, created_by: str, error: str = "") -> Happening:
+    """A build happening: the model version built, the build, its parity (or the error)."""
+    subject = {"build_id": build.id, "model": build.model_name, "version": build.model_version,
+               "status": build.status, "parity": build.parity, "project_id": build.project_id,
+               "checksum": build.checksum, "format": "onnx", "parity_limit": PARITY_LIMIT}
+    if error:
+        subject["error"] = error
+    return Happening("build", state, build.id, actor=actor_named(created_by),
+                     subject=subject, parent=process_parent())
 
 
 def get_build(db: Database, build_id: str) -> Build:

@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 import threading
+import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from icefloe.auth.digests import access_key_hash as key_hash
 from icefloe.errors import ConflictError, IcefloeError, UnavailableError
+from icefloe.happenings import Happening, actor_named, emit, process_parent
 from icefloe.serving.builds import READY
 from icefloe.serving.schema import (
     InputSchema,
@@ -171,7 +173,8 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
     actor = created_by or "system"
     with db.session() as s:
         build = _ready_build(s, build_id)
-        dep = Deployment(id=repo.new_id(), build_id=build.id, model_name=build.model_name,
+        dep = Deployment(id=repo.new_id(), build_id=build.id, project_id=build.project_id,
+                         model_name=build.model_name,
                          model_version=build.model_version, access_key_hash=key_hash(access_key),
                          auth_enabled=auth_enabled, replicas=replicas, status=DEPLOYING,
                          reason="", created_by=created_by, created_at=repo.now(),
@@ -187,6 +190,7 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
                 f"starting the replicas failed: {type(exc).__name__}: {exc}"[:2000]
             _record_failure(db, dep.id, starting, actor, "deployment.create", reason,
                             status=FAILED)
+            emit(lambda: _happening("FAIL", dep, build_id, created_by, "create", error=reason))
             raise
         try:
             with db.session() as s:
@@ -202,14 +206,30 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
             raise
         try:
             supervisor.serve(dep.id, dep.access_key_hash, dep.model_name, build_id, build_path,
-                             replicas=replicas, auth_enabled=auth_enabled, ready=ready)
+                             replicas=replicas, auth_enabled=auth_enabled, ready=ready,
+                             project_id=dep.project_id)
         except BaseException as exc:  # the control plane is closing (serve stopped `ready`):
             # the access key is never shown, so the deployment must not come back at start.
             _record_failure(db, dep.id, {"status": DEPLOYED}, actor, "deployment.create",
                             f"serving the deployment failed: {exc}"[:2000], status=FAILED)
             raise
     dep.status = DEPLOYED
+    emit(lambda: _happening("COMPLETE", dep, build_id, created_by, "create"))
     return dep, access_key
+
+
+def _happening(state: str, dep: Deployment, build_id: str, actor: str, action: str,
+               previous_build_id: str | None = None, error: str = "") -> Happening:
+    """A deployment happening: the build now served (create or redeploy), or the error.
+    Its run id is stable for one deployment and build."""
+    subject = {"deployment_id": dep.id, "build_id": build_id, "model": dep.model_name,
+               "version": dep.model_version, "action": action, "project_id": dep.project_id,
+               "previous_build_id": previous_build_id, "replicas": dep.replicas}
+    if error:
+        subject["error"] = error
+    run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"icefloe:deployment/{dep.id}/{build_id}"))
+    return Happening("deployment", state, run_id, actor=actor_named(actor), subject=subject,
+                     parent=process_parent())
 
 
 def _input_schema(build: Build | None) -> InputSchema | None:
@@ -304,6 +324,7 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
             supervisor.discard(deployment_id, fresh)
             raise
         supervisor.switch(deployment_id, build_id, build_path, fresh)
+    emit(lambda: _happening("COMPLETE", row, build_id, actor, "redeploy", previous))
     return row
 
 
@@ -359,10 +380,10 @@ def restore(db: Database, supervisor: Supervisor) -> int:
                                                              Deployment.build_id)
                          .where(Deployment.status == DEPLOYED)).all()
         wanted = [(d.id, d.access_key_hash, d.model_name, d.build_id, path, d.replicas,
-                   d.auth_enabled) for d, path in rows]
-    for dep_id, khash, model, build_id, path, replicas, auth in wanted:
+                   d.auth_enabled, d.project_id) for d, path in rows]
+    for dep_id, khash, model, build_id, path, replicas, auth, project_id in wanted:
         supervisor.deploy(dep_id, khash, model, build_id, path, replicas=replicas,
-                          auth_enabled=auth, wait=False)
+                          auth_enabled=auth, wait=False, project_id=project_id)
     if interrupted:
         log.warning("%d deployment(s) were still starting when the control plane stopped; "
                     "they are FAILED: %s", len(interrupted), ", ".join(interrupted))

@@ -31,6 +31,7 @@ from typing import Any
 from icefloe.auth.cache import MISS, KeyCache, presented_secret
 from icefloe.auth.digests import access_key_hash
 from icefloe.auth.middleware import ASGIApp, Scope, too_many
+from icefloe.auth.principals import Principal
 from icefloe.auth.refusals import Refusals, source_of
 from icefloe.errors import (
     AuthError,
@@ -154,6 +155,16 @@ def _inflight(replica: Replica) -> int:
     return replica.inflight
 
 
+def allowed(route: Route, principal: Principal | None) -> bool:
+    """Whether a caller may call a deployment: anyone with its access key when its auth is
+    off; else a key or token that reaches the deployment's project (any role)."""
+    if not route.auth_enabled:
+        return True
+    if principal is None:
+        return False
+    return route.project_id is None or principal.reaches(route.project_id)
+
+
 def _error(exc: IcefloeError) -> bytes:
     return json.dumps({"success": False, **exc.to_dict()}).encode()
 
@@ -214,7 +225,7 @@ class ModelGateway:
         body = await _read_body(receive)
         try:
             reply = None
-            candidate = self._candidate(body, principal is not None)
+            candidate = self._candidate(body, principal)
             if candidate is not None:
                 route, key = candidate
                 scope["icefloe.deployment"] = route.deployment_id
@@ -223,7 +234,7 @@ class ModelGateway:
                     del scope["icefloe.deployment"]
                     reply = None
             if reply is None:
-                route, key = self._route(body, principal is not None, source)
+                route, key = self._route(body, principal, source)
                 scope["icefloe.deployment"] = route.deployment_id
                 reply = await forward(route, kind, body or b"", key=key)
                 if reply[0] == UNCONFIRMED:  # the replica parsed the body differently
@@ -246,7 +257,7 @@ class ModelGateway:
         return status, response, []
 
     def _candidate(self, body: bytes | None,
-                   authenticated: bool) -> tuple[Route, bytes] | None:
+                   principal: Principal | None) -> tuple[Route, bytes] | None:
         """The route of the access key the body seems to carry (the replica confirms it),
         or None when the slow way must decide."""
         if body is None:
@@ -259,11 +270,11 @@ class ModelGateway:
             route = self.supervisor.route(access_key_hash(key.decode()))
         except UnicodeDecodeError:
             return None
-        if route is None or (route.auth_enabled and not authenticated):
+        if route is None or not allowed(route, principal):
             return None
         return route, key
 
-    def _route(self, body: bytes | None, authenticated: bool,
+    def _route(self, body: bytes | None, principal: Principal | None,
                source: str) -> tuple[Route, bytes]:
         """Parse the body and find its deployment: the answer without any shortcut.
 
@@ -281,14 +292,13 @@ class ModelGateway:
             if not isinstance(access_key, str):
                 raise InvalidInputError("field 'accessKey' is required")
         except IcefloeError:
-            if not authenticated:
+            if principal is None:
                 self.refusals.count(source, "model.call")
                 raise AuthError(DENIED) from None
             raise
         route = self.supervisor.route(access_key_hash(access_key))
         key = access_key.encode("utf-8", "surrogatepass")
-        if route is None or (route.auth_enabled and not authenticated) or \
-                len(key) > MAX_KEY_BYTES:
+        if route is None or not allowed(route, principal) or len(key) > MAX_KEY_BYTES:
             self.refusals.count(source, "model.call")
             raise AuthError(DENIED)
         return route, key

@@ -82,6 +82,7 @@ class Route:
     starting: list[Replica] = field(default_factory=list)
     crashes: int = 0
     next_start: float = 0.0
+    project_id: str | None = None  # callers need access to it (when auth is on)
 
 
 def _log_tail(path: Path, lines: int = 5) -> str:
@@ -262,7 +263,7 @@ class Supervisor:
 
     def serve(self, deployment_id: str, key_hash: str, model_name: str, build_id: str,
               build_path: str, *, replicas: int, auth_enabled: bool,
-              ready: Sequence[Replica] = ()) -> None:
+              ready: Sequence[Replica] = (), project_id: str | None = None) -> None:
         """Route a deployment's calls to ``ready`` replicas (from :meth:`start_replicas`);
         the monitor starts whatever is missing of ``replicas`` in the background.
 
@@ -270,7 +271,7 @@ class Supervisor:
             UnavailableError: The supervisor is closing (``ready`` replicas are stopped).
         """
         route = Route(deployment_id, model_name, auth_enabled, replicas, build_id, build_path,
-                      replicas=tuple(ready))
+                      replicas=tuple(ready), project_id=project_id)
         with self._lock:
             closing = self._stop.is_set()
             previous = None if closing else self._routes.get(deployment_id)
@@ -312,7 +313,8 @@ class Supervisor:
         self._drain_later(old)
 
     def deploy(self, deployment_id: str, key_hash: str, model_name: str, build_id: str,
-               build_path: str, *, replicas: int, auth_enabled: bool, wait: bool = True) -> None:
+               build_path: str, *, replicas: int, auth_enabled: bool, wait: bool = True,
+               project_id: str | None = None) -> None:
         """Serve a deployment; with ``wait`` return only when its replicas are ready (else
         they start in the background, as at a restart).
 
@@ -322,7 +324,8 @@ class Supervisor:
         ready = self.start_replicas(deployment_id, build_id, build_path,
                                     replicas) if wait else []
         self.serve(deployment_id, key_hash, model_name, build_id, build_path,
-                   replicas=replicas, auth_enabled=auth_enabled, ready=ready)
+                   replicas=replicas, auth_enabled=auth_enabled, ready=ready,
+                   project_id=project_id)
 
     def redeploy(self, deployment_id: str, build_id: str, build_path: str) -> None:
         """Move a deployment to another build with no dropped request: the new replicas must

@@ -88,12 +88,12 @@ def get_project(s: Session, project_id: str) -> Project:
 
 def list_projects(s: Session, *, search: str | None = None, page_size: int = 100,
                   page_token: str | None = None,
-                  only: str | None = None) -> tuple[list[Project], str]:
+                  only: frozenset[str] | None = None) -> tuple[list[Project], str]:
     """Projects by name, optionally only those whose name contains ``search`` (and only the
-    project ``only`` when the caller may see just that one)."""
+    projects in ``only`` when the caller may see just those)."""
     query = select(Project).order_by(Project.name)
     if only is not None:
-        query = query.where(Project.id == only)
+        query = query.where(Project.id.in_(only))
     if search:
         query = query.where(Project.name.contains(search))
     return page(query, s, page_size, page_token)

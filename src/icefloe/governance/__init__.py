@@ -1,0 +1,1 @@
+"""Governance: users and projects, namespace grants, access tracking."""
