@@ -25,6 +25,7 @@ from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.orm import (
     AccessEvent,
+    ApiKey,
     Build,
     CallFailure,
     Deployment,
@@ -37,6 +38,14 @@ from icefloe.store.orm import (
 from tests.conftest import run_cli
 
 NOW = datetime.now(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's "now" is when it starts (not when the module was imported: an earlier
+    slow test would push the events it records past the windows it reads)."""
+    global NOW
+    NOW = datetime.now(UTC)
 S1, S2 = 1111, 2222
 ALICE = Actor(user="alice", key_id="key-a", run_id="run-1", source="10.0.0.7")
 BOB = Actor(user="bob", key_id="key-b", source="10.0.0.8")
@@ -130,6 +139,12 @@ def test_access_now_follows_grants_memberships_and_admins(db: Database) -> None:
                  for name, role in (("root", "admin"), ("alice", "user"), ("bob", "user"),
                                     ("carol", "user"), ("dave", "user"), ("erin", "user"))}
         s.add_all(users.values())
+        s.flush()
+        # root's admin key is live; erin's admin role is not (every admin key revoked).
+        users["erin"].role = "admin"
+        s.add_all([ApiKey(id=f"k-{u}", prefix=f"p{u}", secret_hash="h", salt="s",
+                          user_id=f"u-{u}", role="admin", revoked=revoked, created_at=NOW)
+                   for u, revoked in (("root", False), ("erin", True))])
         for pid in ("risk", "bi", "other"):
             s.add(Project(id=f"p-{pid}", name=pid, path=pid, created_at=NOW, updated_at=NOW))
         s.flush()

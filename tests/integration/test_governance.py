@@ -29,6 +29,15 @@ with Client() as client:  # the run's own URL and token
         out["other"] = "allowed"
     except Exception as exc:
         out["other"] = type(exc).__name__
+    # What a run reports is checked: no kinds only the server records, no hidden tables.
+    for what, told in (("server_kind", {"kind": "deployment"}),
+                       ("hidden_table", {"kind": "table.read",
+                                         "inputs": [{"name": "secret.t"}]})):
+        try:
+            client.report_happening(told)
+            out[what] = "allowed"
+        except Exception as exc:
+            out[what] = type(exc).__name__
 print("PROBE " + json.dumps(out), flush=True)
 print("TOKEN " + os.environ["ICEFLOE_API_KEY"], flush=True)
 '''
@@ -95,6 +104,11 @@ def test_two_users_in_two_projects_see_only_their_own(plane: ControlPlane) -> No
     assert bob.post(f"/projects/{a}/jobs/{a_job}/runs").status_code == 404
     assert bob.delete(f"/projects/{a}").status_code == 404
     assert alice.get(f"/projects/{b}/jobs/{b_job}/runs/{b_run}/logs").status_code == 404
+    # A project may not take over another's folder, nor the default project's name.
+    folder = alice.get(f"/projects/{a}").json()["path"]
+    taken = bob.post("/projects", json={"name": "copycat", "path": folder})
+    assert taken.status_code == 409 and "another project's folder" in taken.text
+    assert bob.post("/projects", json={"name": "default"}).status_code == 403
     # The admin sees both.
     names = {p["name"] for p in plane.client.get("/projects").json()["projects"]}
     assert {"team-a", "team-b"} <= names
@@ -103,7 +117,11 @@ def test_two_users_in_two_projects_see_only_their_own(plane: ControlPlane) -> No
     log = alice.get(f"/projects/{a}/jobs/{a_job}/runs/{a_run}/logs").json()["content"]
     probe = json.loads(log.split("PROBE ", 1)[1].splitlines()[0])
     assert probe == {"user": "alice", "projects": ["team-a"], "jobs": ["probe"],
-                     "other": "NotFoundError"}
+                     "other": "NotFoundError", "server_kind": "ForbiddenError",
+                     "hidden_table": "NotFoundError"}
+    # People do not report happenings: job runs do (with their run token).
+    told = alice.post("/happenings", json={"kind": "table.read"})
+    assert told.status_code == 403 and "run token" in told.json()["error"]["message"]
     # Lineage answers for what you reach only.
     assert alice.get(f"/lineage/run:{a_run}").status_code == 200
     assert bob.get(f"/lineage/run:{a_run}").status_code == 404

@@ -76,6 +76,10 @@ def _job_run(server: Server) -> str:
     created = server.client.post("/projects", json={"name": "lineage"})
     assert created.status_code == 201, created.text
     project = created.json()
+    # What a run reports is checked against its project's grants: this one may write lending.
+    granted = server.client.put(f"/projects/{project['id']}/grants/lending",
+                                json={"access": "write"})
+    assert granted.status_code == 200, granted.text
     Path(project["path"], "load_batch.py").write_text(LOAD)
     job = server.client.post(f"/projects/{project['id']}/jobs",
                              json={"name": "LoadBatch", "script": "load_batch.py"}).json()
@@ -277,6 +281,7 @@ def test_the_happenings_route_refuses_bad_bodies_and_stamps_the_actor(story: Sto
 def test_a_spark_etl_records_the_snapshots_it_read(story: Story, spark) -> None:
     from icefloe.compute import read_table, write_table
 
+    happenings.use_local(story.settings)  # each test starts with no subscribers (conftest)
     lh = Lakehouse(story.settings)
     sample = read_table(spark, TABLE, lakehouse=lh).sample(fraction=0.2, seed=1)
     staged = write_table(sample, "lending.staging", mode="create", lakehouse=lh)

@@ -33,12 +33,13 @@ def test_namespace_grants_read_and_write_by_member_role() -> None:
 
 def test_lineage_keeps_only_what_the_caller_reaches_and_what_still_connects() -> None:
     graph = {"root": "prediction:u", "nodes": [
-        {"id": "prediction:u", "kind": "prediction"},
+        {"id": "prediction:u", "kind": "prediction", "project_id": "p1"},
         {"id": "deployment:d", "kind": "deployment", "project_id": "p1"},
         {"id": "model:m/1", "kind": "model"},
         {"id": "snapshot:lending.loans@5", "kind": "snapshot"},
         {"id": "run:r", "kind": "run", "project_id": "p2"},
-        {"id": "airflow:dag/run/load", "kind": "airflow"}],
+        {"id": "airflow:dag/run/load", "kind": "airflow"},
+        {"id": "training:t", "kind": "training"}],  # not described: hidden
         "edges": [{"src": "deployment:d", "dst": "prediction:u"},
                   {"src": "model:m/1", "dst": "deployment:d"},
                   {"src": "snapshot:lending.loans@5", "dst": "model:m/1"},
@@ -55,3 +56,39 @@ def test_lineage_keeps_only_what_the_caller_reaches_and_what_still_connects() ->
     assert visible_lineage(graph, lambda p: False, lambda t: True, lambda m: True) is None
     assert visible_lineage({**graph, "root": "run:r"}, lambda p: p == "p1", lambda t: True,
                            lambda m: True) is None
+
+
+def test_a_model_no_project_claimed_is_built_only_by_those_who_may_change_the_default(
+        tmp_path) -> None:
+    import pytest
+
+    from icefloe.config import load_settings
+    from icefloe.errors import InvalidInputError, NotFoundError
+    from icefloe.governance.membership import default_project
+    from icefloe.governance.policy import project_for_new_build
+    from icefloe.store.db import Database
+    from icefloe.store.orm import ModelCard
+    from icefloe.store.repo import create_project, now
+
+    settings = load_settings(env={}, home=tmp_path / "home")
+    db = Database(f"sqlite:///{tmp_path / 'platform.db'}")
+    with db.session() as s:
+        mine = create_project(s, "mine", str(tmp_path)).id
+        default = default_project(s, settings).id
+        s.add(ModelCard(name="claimed", project_id=mine, owner="", description="", tags=[],
+                        use_case="", risk_level="", extra={}, created_at=now(),
+                        updated_at=now()))
+    outsider = Principal("eve", "editor", "k", memberships=((mine, "owner"),))
+    keeper = Principal("dan", "editor", "k", memberships=((mine, "owner"),
+                                                          (default, "editor")))
+    with db.session() as s:
+        # An unclaimed model is the default project's: eve may not move it into hers.
+        with pytest.raises(NotFoundError, match="fraud"):
+            project_for_new_build(s, settings, outsider, "fraud", mine)
+        assert project_for_new_build(s, settings, keeper, "fraud", None) == default
+        assert project_for_new_build(s, settings, keeper, "fraud", mine) == mine
+        # A claimed model builds in its own project only.
+        assert project_for_new_build(s, settings, outsider, "claimed", None) == mine
+        with pytest.raises(InvalidInputError, match="another project"):
+            project_for_new_build(s, settings, keeper, "claimed", default)
+    db.dispose()

@@ -27,27 +27,29 @@ class KeyIn(BaseModel):
     role: str = Field("viewer", max_length=16)
 
 
+def require_admin(database: Database, request: Request, what: str) -> None:
+    """Refuse (403) anyone but a platform admin, recording the refusal as ``what``."""
+    principal = principal_of(request.scope)
+    if principal is None or not principal.is_admin:
+        with database.session() as s:
+            repo.audit(s, actor(request.scope), what, request.url.path, "denied",
+                       f"role {principal.role if principal else 'none'}")
+        raise ForbiddenError("only a platform admin may do that")
+
+
 def add_admin_routes(router: APIRouter, database: Database, keys: KeyCache) -> None:
     """Register the keys and audit routes on the /api/v2 router."""
 
-    def require_admin(request: Request, what: str) -> None:
-        principal = principal_of(request.scope)
-        if principal is None or not principal.is_admin:
-            with database.session() as s:
-                repo.audit(s, actor(request.scope), what, request.url.path, "denied",
-                           f"role {principal.role if principal else 'none'}")
-            raise ForbiddenError("this key's role may not do that")
-
     @router.get("/keys")
     def list_keys(request: Request) -> dict[str, Any]:
-        require_admin(request, "key.list")
+        require_admin(database, request, "key.list")
         with database.session() as s:
             rows = api_keys.list_api_keys(s)
         return {"keys": [{**k, "created_at": iso_utc(k["created_at"])} for k in rows]}
 
     @router.post("/keys", status_code=201)
     def create_key(body: KeyIn, request: Request) -> dict[str, Any]:
-        require_admin(request, "key.create")
+        require_admin(database, request, "key.create")
         with database.session() as s:
             key, secret = api_keys.create_api_key(s, body.user, body.role)
             repo.audit(s, actor(request.scope), "key.create", f"key/{key.prefix}", "ok",
@@ -57,7 +59,7 @@ def add_admin_routes(router: APIRouter, database: Database, keys: KeyCache) -> N
 
     @router.delete("/keys/{key_id}", status_code=204)
     def revoke_key(key_id: str, request: Request) -> None:
-        require_admin(request, "key.revoke")
+        require_admin(database, request, "key.revoke")
         with database.session() as s:
             api_keys.revoke_api_key(s, key_id)
             repo.audit(s, actor(request.scope), "key.revoke", f"key/{key_id}", "ok")
@@ -67,7 +69,7 @@ def add_admin_routes(router: APIRouter, database: Database, keys: KeyCache) -> N
     def audit_events(request: Request, page_size: int = Query(100, ge=1, le=1000),
                      page_token: str | None = Query(None, max_length=64)
                      ) -> dict[str, Any]:
-        require_admin(request, "audit.read")
+        require_admin(database, request, "audit.read")
         with database.session() as s:
             rows, token = repo.list_audit(s, page_size=page_size, page_token=page_token)
             return {"events": [{"id": e.id, "at": iso_utc(e.at), "actor": e.actor,

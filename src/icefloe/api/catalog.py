@@ -21,7 +21,8 @@ from icefloe.catalog import cards as card_store
 from icefloe.catalog import entries
 from icefloe.catalog.search import KINDS, MAX_LIMIT, MAX_QUERY
 from icefloe.config import Settings
-from icefloe.errors import ForbiddenError, InvalidInputError, NotFoundError
+from icefloe.errors import InvalidInputError
+from icefloe.governance import policy
 from icefloe.governance.grants import EVERY_NAMESPACE, namespace_access
 from icefloe.governance.membership import DEFAULT_PROJECT
 from icefloe.paging import check_page_size, offset_of, token_for
@@ -79,19 +80,6 @@ def _tables(db: Database, request: Request) -> Callable[[str], bool] | None:
     return lambda table: table.split(".", 1)[0] in granted
 
 
-def _reachable_card(request: Request, project_id: str, name: str, *, change: bool) -> None:
-    """404 for a model of a project the caller does not reach; 403 for a change the caller
-    may not make there."""
-    principal = principal_of(request.scope)
-    if principal is None or principal.is_admin:
-        return
-    if not principal.reaches(project_id):
-        raise NotFoundError(f"model {name!r} is not registered")
-    if change and not principal.may_change(project_id):
-        raise ForbiddenError(f"changing model {name!r} needs an owner or editor of its "
-                             "project")
-
-
 def add_catalog_routes(router: APIRouter, db: Database, settings: Settings,
                        supervisor: Supervisor, lakehouse: LazyLakehouse) -> None:
     """Register the catalog routes on the /api/v2 router."""
@@ -114,10 +102,11 @@ def add_catalog_routes(router: APIRouter, db: Database, settings: Settings,
         offset = offset_of(page_token)
         reg = registry()
         # Only models whose card's project the caller reaches.
-        models = entries.visible_names(db, reg, _visible(db, request))
+        sees = _visible(db, request)
+        models = entries.visible_names(db, reg, sees)
         page = models[offset:offset + page_size]
         more = len(models) > offset + page_size
-        return {"models": entries.summaries(db, reg, page, supervisor),
+        return {"models": entries.summaries(db, reg, page, supervisor, sees),
                 "next_page_token": token_for(offset + page_size) if more else ""}
 
     @router.get("/catalog/models/{name}")
@@ -125,8 +114,9 @@ def add_catalog_routes(router: APIRouter, db: Database, settings: Settings,
         reg = registry()
         entries.check_registered(reg, name)
         # A model of a project the caller does not reach is 404.
-        _reachable_card(request, project_of(name), name, change=False)
-        return entries.entry(db, reg, name, supervisor)
+        policy.check_project(principal_of(request.scope), project_of(name),
+                             f"model {name[:255]!r}")
+        return entries.entry(db, reg, name, supervisor, _visible(db, request))
 
     @router.patch("/catalog/models/{name}")
     def update_card(name: str, body: CardPatch, request: Request) -> dict[str, Any]:
@@ -141,9 +131,11 @@ def add_catalog_routes(router: APIRouter, db: Database, settings: Settings,
             card = card_store.get_card(s, name)
             # Changing a card needs an owner or editor of the model's project (the default
             # project's for a model never built through the API).
-            _reachable_card(request, (card.project_id if card else "") or project_of(name),
-                            name, change=True)
-            card = card_store.patch_card(s, name, fields)
+            project_id = (card.project_id if card else "") or project_of(name)
+            policy.check_project(principal_of(request.scope), project_id,
+                                 f"model {name[:255]!r}", change=True)
+            # A card made here stays in the model's project ("" only before any project).
+            card = card_store.patch_card(s, name, fields, project_id or None)
             repo.audit(s, actor(request.scope), "model.card.update", f"model/{name}", "ok",
                        ", ".join(sorted(fields)))
             return card_store.card_json(name, card)

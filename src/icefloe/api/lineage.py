@@ -9,6 +9,7 @@ around a node, upstream, downstream or both, to a depth.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -16,8 +17,9 @@ from fastapi import APIRouter, Body, Query, Request
 from icefloe import happenings
 from icefloe.api.lake import LazyLakehouse
 from icefloe.auth.middleware import principal_of
+from icefloe.auth.principals import Principal
 from icefloe.config import Settings
-from icefloe.errors import InvalidInputError, NotFoundError
+from icefloe.errors import ForbiddenError, InvalidInputError, NotFoundError
 from icefloe.governance import policy
 from icefloe.governance.grants import EVERY_NAMESPACE, namespace_access
 from icefloe.lineage.graph import DIRECTIONS, MAX_DEPTH
@@ -91,24 +93,77 @@ def parse_happening(data: Any, actor: happenings.Actor) -> happenings.Happening:
     return found
 
 
+# What the server records itself: nobody reports these.
+SERVER_KINDS = frozenset({"job.run", "build", "deployment", "monitoring.window", "alert"})
+
+
+def _believable(db: Database, principal: Principal, told: happenings.Happening
+                ) -> happenings.Happening:
+    """A job run's report, refused unless it is one a run could make: only run tokens
+    report, never what the server records itself, only tables its project may read (inputs)
+    and write (outputs); its time is the server's.
+
+    Raises:
+        ForbiddenError: Not a run token, or a kind only the server tells, or an output its
+            project may not write.
+        NotFoundError: An input table its project may not read.
+    """
+    from dataclasses import replace
+
+    from icefloe.governance.grants import check_table
+
+    if principal.run_id is None:
+        raise ForbiddenError("only job runs (with their run token) report happenings")
+    if told.kind in SERVER_KINDS:
+        raise ForbiddenError(f"kind {told.kind!r} is recorded by the control plane itself")
+    with db.session() as s:
+        for dataset in told.inputs:
+            if dataset.kind == "table":
+                check_table(s, principal, dataset.name)
+        for dataset in told.outputs:
+            if dataset.kind == "table":
+                check_table(s, principal, dataset.name, write=True)
+    return replace(told, at=datetime.now(UTC))
+
+
+def _claim_model(settings: Settings, db: Database, principal: Principal,
+                 told: happenings.Happening) -> None:
+    """A model first trained by a job run belongs to the run's project: claimed only when
+    the registry says that very run trained the version (a model with a project keeps it).
+    """
+    from icefloe.catalog.cards import ensure_card
+    from icefloe.lineage.assemble import JOB_RUN_TAG
+    from icefloe.registry.mlflow_registry import ModelRegistry
+
+    model, version = told.subject.get("model"), told.subject.get("version")
+    if not isinstance(model, str) or not isinstance(version, int | str):
+        return
+    try:
+        registry = ModelRegistry(settings)
+        mv = registry.client.get_model_version(model, str(version))
+        run = registry.client.get_run(mv.run_id or "")
+    except Exception:  # noqa: BLE001 - an unverifiable claim is simply not made
+        return
+    if run.data.tags.get(JOB_RUN_TAG) != principal.run_id:
+        return
+    with db.session() as s:
+        ensure_card(s, model, principal.project_id, principal.user)
+
+
 def add_lineage_routes(router: APIRouter, db: Database, settings: Settings,
                        lakehouse: LazyLakehouse, predictions: PredictionLog) -> None:
     """Register ``POST /happenings`` and ``GET /lineage/{node}`` on the /api/v2 router."""
 
     @router.post("/happenings", status_code=202)
     def report_happening(request: Request, body: Annotated[Any, Body()]) -> dict[str, Any]:
-        told = parse_happening(body, happenings.actor_of(request.scope))
-        happenings.publish(told)
         principal = principal_of(request.scope)
-        model = told.subject.get("model")
-        if (told.kind == "training" and told.state == "COMPLETE" and isinstance(model, str)
-                and principal is not None and principal.project_id is not None):
-            # A model first trained by a job run belongs to the run's project (a model that
-            # has a project keeps it).
-            from icefloe.catalog.cards import ensure_card
-
-            with db.session() as s:
-                ensure_card(s, model, principal.project_id, principal.user)
+        told = parse_happening(body, happenings.actor_of(request.scope))
+        if principal is not None and not principal.is_admin:
+            told = _believable(db, principal, told)
+        happenings.publish(told)
+        if (told.kind == "training" and told.state == "COMPLETE" and principal is not None
+                and principal.run_id is not None and principal.project_id is not None):
+            _claim_model(settings, db, principal, told)
         who = told.actor
         return {"accepted": True, "kind": told.kind, "state": told.state,
                 "run_id": told.run_id,
@@ -123,9 +178,15 @@ def add_lineage_routes(router: APIRouter, db: Database, settings: Settings,
 
         if node.startswith("prediction:"):
             predictions.flush()  # a prediction just answered may still be on its way
-        graph = lineage_graph(db, settings, node, direction=direction, depth=depth,
-                              lakehouse=lakehouse())
         principal = principal_of(request.scope)
+        hidden = NotFoundError(f"lineage node {node[:300]!r} does not exist")
+        try:
+            graph = lineage_graph(db, settings, node, direction=direction, depth=depth,
+                                  lakehouse=lakehouse())
+        except NotFoundError:
+            if principal is None or principal.is_admin:
+                raise
+            raise hidden from None  # the same answer as for a node it may not see
         if principal is None or principal.is_admin:
             return graph
         with db.session() as s:  # only what the caller's projects reach
@@ -138,5 +199,5 @@ def add_lineage_routes(router: APIRouter, db: Database, settings: Settings,
             lambda table: EVERY_NAMESPACE in granted or table.split(".", 1)[0] in granted,
             seen_models.__contains__)
         if shown is None:
-            raise NotFoundError(f"lineage node {node[:300]!r} does not exist")
+            raise hidden
         return shown

@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 
+from icefloe.api.admin import require_admin
 from icefloe.api.projects import reachable
 from icefloe.auth.cache import KeyCache
 from icefloe.auth.middleware import actor, principal_of
-from icefloe.errors import ForbiddenError
 from icefloe.governance import grants, membership
 from icefloe.store import repo
 from icefloe.store.db import Database
@@ -45,17 +45,9 @@ class GrantIn(BaseModel):
 def add_people_routes(router: APIRouter, database: Database, keys: KeyCache) -> None:
     """Register the users, members and grants routes on the /api/v2 router."""
 
-    def require_admin(request: Request, what: str) -> None:
-        principal = principal_of(request.scope)
-        if principal is None or not principal.is_admin:
-            with database.session() as s:
-                repo.audit(s, actor(request.scope), what, request.url.path, "denied",
-                           f"role {principal.role if principal else 'none'}")
-            raise ForbiddenError("only a platform admin may do that")
-
     @router.get("/users")
     def list_users(request: Request) -> dict[str, Any]:
-        require_admin(request, "user.list")
+        require_admin(database, request, "user.list")
         with database.session() as s:
             return {"users": [membership.user_json(s, u) for u in membership.list_users(s)]}
 
@@ -73,7 +65,7 @@ def add_people_routes(router: APIRouter, database: Database, keys: KeyCache) -> 
 
     @router.post("/users", status_code=201)
     def create_user(body: UserIn, request: Request) -> dict[str, Any]:
-        require_admin(request, "user.create")
+        require_admin(database, request, "user.create")
         with database.session() as s:
             user = membership.create_user(s, body.name, admin=body.admin)
             repo.audit(s, actor(request.scope), "user.create", f"user/{user.name}", "ok",
@@ -116,7 +108,7 @@ def add_people_routes(router: APIRouter, database: Database, keys: KeyCache) -> 
     @router.put("/projects/{project_id}/grants/{namespace}")
     def set_grant(project_id: str, body: GrantIn, request: Request,
                   namespace: str = NAMESPACE) -> dict[str, Any]:
-        require_admin(request, "grant.set")
+        require_admin(database, request, "grant.set")
         with database.session() as s:
             project = reachable(s, request, project_id)
             grant = grants.set_grant(s, project_id, namespace, body.access,
@@ -127,7 +119,7 @@ def add_people_routes(router: APIRouter, database: Database, keys: KeyCache) -> 
 
     @router.delete("/projects/{project_id}/grants/{namespace}", status_code=204)
     def remove_grant(project_id: str, request: Request, namespace: str = NAMESPACE) -> None:
-        require_admin(request, "grant.remove")
+        require_admin(database, request, "grant.remove")
         with database.session() as s:
             reachable(s, request, project_id)
             grants.remove_grant(s, project_id, namespace)

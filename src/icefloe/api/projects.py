@@ -7,10 +7,12 @@ exist, and it may not create projects.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -229,6 +231,19 @@ def reachable(s: Session, request: Request, project_id: str, *, change: bool = F
     return project
 
 
+def _not_anothers_folder(s: Session, settings: Settings, folder: Path, new_id: str) -> None:
+    """Refuse a folder another project already runs its jobs from (its scripts and logs
+    are that project's)."""
+    for (other,) in s.execute(select(Project.path).where(Project.id != new_id)):
+        try:
+            taken = folders.resolve_inside(settings.resolved_projects_root, other)
+        except (InvalidInputError, OSError, ValueError):
+            continue
+        if taken == folder:
+            raise ConflictError(f"project path {str(folder)[:200]!r} is already another "
+                                "project's folder")
+
+
 def _people_only(request: Request, what: str) -> None:
     """Refuse a job run's token what only people may do (403)."""
     principal = principal_of(request.scope)
@@ -266,6 +281,12 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
     def create_project(body: ProjectIn, request: Request) -> dict[str, Any]:
         _people_only(request, "create projects")
         valid_name("project", body.name)
+        principal = principal_of(request.scope)
+        if body.name == membership.DEFAULT_PROJECT and principal is not None \
+                and not principal.is_admin:
+            raise ForbiddenError(f"project name {body.name!r} is reserved for the platform's "
+                                 "default project (what no project claimed); only an admin "
+                                 "may create it")
         try:
             path, made = folders.project_folder(settings, body.name, body.path)
         except (OSError, ValueError) as exc:  # a name too long, a NUL, a symlink loop
@@ -275,7 +296,8 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
         try:
             with database.session() as s:
                 project = repo.create_project(s, body.name, str(path), body.description)
-                principal = principal_of(request.scope)
+                if not made:
+                    _not_anothers_folder(s, settings, path, project.id)
                 if principal is not None:
                     membership.set_member(s, project.id, principal.user, "owner",
                                           by=principal.user)
@@ -299,9 +321,11 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
         _people_only(request, "delete projects")
         with database.session() as s:
             project = reachable(s, request, project_id, own=True)
+            moved = membership.hand_over_models(s, settings, project)
             repo.delete_project(s, project.id)
             repo.audit(s, actor(request.scope), "project.delete", f"project/{project_id}",
-                       "ok", project.name)
+                       "ok", project.name + (f"; {moved} to the default project" if moved
+                                             else ""))
 
     @router.get("/projects/{project_id}/jobs")
     def list_jobs(project_id: str, request: Request, search: str | None = SEARCH,

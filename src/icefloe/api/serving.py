@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from icefloe.auth.middleware import actor, principal_of
 from icefloe.config import Settings
-from icefloe.errors import NotFoundError
+from icefloe.errors import InvalidInputError, NotFoundError
 from icefloe.governance import policy
 from icefloe.registry.refs import parse_model_ref
 from icefloe.serving import builds as builds_store
@@ -170,6 +170,10 @@ def add_model_routes(router: APIRouter, db: Database, settings: Settings,
         _guard(request, deployment_id, change=True)
         with db.session() as s:  # the new build must be one the caller may use too
             policy.check_build(s, principal_of(request.scope), body.build_id)
+            if policy.build_project(s, body.build_id) != policy.deployment_project(
+                    s, deployment_id):
+                raise InvalidInputError(f"build_id: build {body.build_id!r} belongs to another "
+                                        "project than the deployment")
         dep = deps.redeploy(db, supervisor, deployment_id, body.build_id,
                             actor(request.scope), accept_new_fields=body.accept_new_fields)
         return deps.deployment_json(dep, supervisor)

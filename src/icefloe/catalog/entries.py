@@ -157,27 +157,33 @@ def deployment_view(dep: Deployment, supervisor: Supervisor | None) -> dict[str,
             "updated_at": iso_utc(dep.updated_at)}
 
 
-def _deployments(s: Session, names: list[str]) -> dict[str, list[Deployment]]:
-    """Deployments that are not stopped, by model, newest first."""
+def _deployments(s: Session, names: list[str], sees: Visible | None = None
+                 ) -> dict[str, list[Deployment]]:
+    """Deployments that are not stopped (of projects ``sees`` allows), by model, newest
+    first."""
     rows = s.scalars(select(Deployment)
                      .where(Deployment.model_name.in_(names), Deployment.status != "STOPPED")
                      .order_by(Deployment.created_at.desc(), Deployment.id))
     out: dict[str, list[Deployment]] = {}
     for dep in rows:
-        out.setdefault(dep.model_name, []).append(dep)
+        if sees is None or sees(dep.project_id or ""):
+            out.setdefault(dep.model_name, []).append(dep)
     return out
 
 
-def _alerts(s: Session, names: list[str], recent: int = RECENT_EVENTS
-            ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def _alerts(s: Session, names: list[str], recent: int = RECENT_EVENTS,
+            sees: Visible | None = None) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Per model: its FIRING rules on served deployments and its last rule state changes."""
     out: dict[str, dict[str, list[dict[str, Any]]]] = {
         n: {"firing": [], "recent": []} for n in names}
-    rules = s.execute(select(AlertRule, Deployment.model_name, Deployment.status)
+    rules = s.execute(select(AlertRule, Deployment.model_name, Deployment.status,
+                             Deployment.project_id)
                       .join(Deployment, Deployment.id == AlertRule.deployment_id)
                       .where(Deployment.model_name.in_(names), AlertRule.state == "FIRING")
                       .order_by(AlertRule.state_since.desc(), AlertRule.id))
-    for rule, model, status in rules:
+    for rule, model, status, project_id in rules:
+        if sees is not None and not sees(project_id or ""):
+            continue
         if status == "DEPLOYED":  # a stopped deployment's rules are no longer evaluated
             out[model]["firing"].append(
                 {"rule": rule.id, "deployment": rule.deployment_id, "metric": rule.metric,
@@ -188,7 +194,8 @@ def _alerts(s: Session, names: list[str], recent: int = RECENT_EVENTS
         events = s.execute(select(AlertEvent, AlertRule)
                            .join(AlertRule, AlertRule.id == AlertEvent.rule_id)
                            .join(Deployment, Deployment.id == AlertRule.deployment_id)
-                           .where(Deployment.model_name == name)
+                           .where(Deployment.model_name == name,
+                                  Deployment.project_id.in_(_seen_projects(s, sees)))
                            .order_by(AlertEvent.id.desc()).limit(recent))
         out[name]["recent"] = [
             {"id": e.id, "rule": r.id, "deployment": r.deployment_id, "metric": r.metric,
@@ -211,14 +218,23 @@ def visible_names(db: Database, registry: ModelRegistry, visible: Visible | None
     return [(n, a) for n, a in models if visible(projects.get(n, ""))]
 
 
+def _seen_projects(s: Session, sees: Visible | None) -> list[str | None]:
+    """The projects (ids) ``sees`` allows, for a query (None allows every one)."""
+    from icefloe.store.orm import Project
+
+    ids: list[str | None] = [p for p in s.scalars(select(Project.id))]
+    return [p for p in ids if sees is None or sees(p or "")] + ([None] if sees is None else [])
+
+
 def summaries(db: Database, registry: ModelRegistry, models: list[tuple[str, dict[str, int]]],
-              supervisor: Supervisor | None = None) -> list[dict[str, Any]]:
+              supervisor: Supervisor | None = None, sees: Visible | None = None
+              ) -> list[dict[str, Any]]:
     """A line per model: its card, latest version, where it is deployed, firing alerts."""
     names = [n for n, _ in models]
     with db.session() as s:
         found = card_store.cards(s, names)
-        deployed = _deployments(s, names)
-        alerts = _alerts(s, names, recent=0)
+        deployed = _deployments(s, names, sees)
+        alerts = _alerts(s, names, recent=0, sees=sees)
         out = []
         for name, aliases in models:
             versions = [v["version"] for v in model_versions(registry, name)]
@@ -232,7 +248,8 @@ def summaries(db: Database, registry: ModelRegistry, models: list[tuple[str, dic
 
 
 def entry(db: Database, registry: ModelRegistry, name: str,
-          supervisor: Supervisor | None = None) -> dict[str, Any]:
+          supervisor: Supervisor | None = None, sees: Visible | None = None
+          ) -> dict[str, Any]:
     """Everything the catalog knows of one model.
 
     Returns:
@@ -249,9 +266,9 @@ def entry(db: Database, registry: ModelRegistry, name: str,
     versions = model_versions(registry, name)
     with db.session() as s:
         card = card_store.get_card(s, name)
-        deployed = _deployments(s, [name]).get(name, [])
+        deployed = _deployments(s, [name], sees).get(name, [])
         views = [deployment_view(d, supervisor) for d in deployed]
-        alerts = _alerts(s, [name])[name]
+        alerts = _alerts(s, [name], sees=sees)[name]
         card_data = card_store.card_json(name, card)
     aliases: dict[str, int] = {}
     out_versions = []

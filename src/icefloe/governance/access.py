@@ -51,6 +51,7 @@ from icefloe.errors import InvalidInputError
 from icefloe.governance.period import period, utc
 from icefloe.store.orm import (
     AccessEvent,
+    ApiKey,
     AuditEvent,
     Build,
     CallFailure,
@@ -102,7 +103,9 @@ def access_rows(happening: Happening) -> list[dict[str, Any]]:
               "source": actor.source[:255], "via": via[:32],
               "detail": json.dumps({"happening": happening.run_id, "state": happening.state})}
     # A rollback's input is the snapshot it moved away from: metadata, no data was read.
-    reads = () if happening.kind in NOT_READS else happening.inputs
+    # A Spark write's inputs were recorded when Spark read them (its table.read).
+    spark_write = happening.kind == "table.write" and how == "spark"
+    reads = () if happening.kind in NOT_READS or spark_write else happening.inputs
     rows = [{**common, "action": READ, "resource": f"table:{d.name}"[:512],
              "snapshot_id": d.snapshot_id} for d in reads if d.kind == "table"]
     if happening.state == "COMPLETE":
@@ -292,7 +295,10 @@ def access_now(s: Session, resource: Resource) -> list[dict[str, Any]]:
         select(Membership.project_id, User.name, Membership.role)
         .join(User, User.id == Membership.user_id)
         .where(Membership.project_id.in_(sorted({g.project_id for g in grants}))))]
-    admins = s.scalars(select(User.name).where(User.role == "admin"))
+    # Admin power needs a live admin key too (see icefloe.auth.keys).
+    admins = s.scalars(select(User.name).distinct().join(ApiKey, ApiKey.user_id == User.id)
+                       .where(User.role == "admin", ApiKey.role == "admin",
+                              ApiKey.revoked.is_(False)))
     return holders(grants, members, admins)
 
 

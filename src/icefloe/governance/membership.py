@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from icefloe.auth.principals import PROJECT_ROLES
@@ -147,9 +148,15 @@ def default_project(s: Session, settings: Settings) -> Project:
     if project is not None:
         return project
     path, _ = folders.project_folder(settings, DEFAULT_PROJECT, None)
-    project = repo.create_project(s, DEFAULT_PROJECT, str(path),
-                                  "Models, deployments and tables not put in a project")
-    return project
+    try:
+        with s.begin_nested():  # two first uses at once: one makes it, the other reads it
+            return repo.create_project(s, DEFAULT_PROJECT, str(path),
+                                       "Models, deployments and tables not put in a project")
+    except (IntegrityError, ConflictError):
+        found = s.scalar(select(Project).where(Project.name == DEFAULT_PROJECT))
+        if found is None:
+            raise
+        return found
 
 
 def ensure_default_folder(s: Session, settings: Settings) -> None:
@@ -164,3 +171,36 @@ def ensure_default_folder(s: Session, settings: Settings) -> None:
     except InvalidInputError:
         return
     folder.mkdir(parents=True, exist_ok=True)
+
+
+def hand_over_models(s: Session, settings: Settings, project: Project) -> str:
+    """Before a project is deleted: its models, builds and stopped deployments go to the
+    default project (admins reach them there); returns what moved, e.g. "2 models".
+
+    Raises:
+        ConflictError: It still serves deployments (stop them first), or it is the default
+            project and holds models.
+    """
+    from sqlalchemy import update
+
+    from icefloe.store.orm import Build, Deployment, ModelCard
+
+    serving = s.scalar(select(func.count()).select_from(Deployment).where(
+        Deployment.project_id == project.id, Deployment.status != "STOPPED"))
+    if serving:
+        raise ConflictError(f"project {project.name!r} still has {serving} deployment(s) that "
+                            "are not stopped; stop them first")
+    models = s.scalar(select(func.count()).select_from(ModelCard).where(
+        ModelCard.project_id == project.id)) or 0
+    builds = s.scalar(select(func.count()).select_from(Build).where(
+        Build.project_id == project.id)) or 0
+    if not models and not builds:
+        return ""
+    if project.name == DEFAULT_PROJECT:
+        raise ConflictError("the default project holds models and builds; it cannot be "
+                            "deleted")
+    default = default_project(s, settings).id
+    for table in (ModelCard, Build, Deployment):
+        s.execute(update(table).where(table.project_id == project.id)
+                  .values(project_id=default))
+    return f"{models} model(s) and {builds} build(s)"

@@ -58,11 +58,12 @@ def check_build(s: Session, principal: Principal | None, build_id: str, *,
 
 
 def model_project(s: Session, settings: Settings, name: str) -> str:
-    """The project of a registered model: its catalog card's, else the default project's."""
-    from icefloe.governance.membership import default_project
-
+    """The project of a registered model: its catalog card's, else the default project's
+    ("" while there is no default project: admins only)."""
     found = s.scalar(select(ModelCard.project_id).where(ModelCard.name == name))
-    return found if found else default_project(s, settings).id
+    if found:
+        return found
+    return s.scalar(select(Project.id).where(Project.name == "default")) or ""
 
 
 def check_model(s: Session, settings: Settings, principal: Principal | None, name: str, *,
@@ -82,43 +83,38 @@ def visible_models(s: Session, settings: Settings, principal: Principal | None,
     cards = {n: p for n, p in s.execute(select(ModelCard.name, ModelCard.project_id).where(
         ModelCard.name.in_(names)))}
     default = s.scalar(select(Project.id).where(Project.name == "default"))
-    return [n for n in names if cards.get(n, default) in projects]
+    return [n for n in names if (cards.get(n) or default) in projects]
 
 
 def project_for_new_build(s: Session, settings: Settings, principal: Principal | None,
                           model: str, asked: str | None) -> str:
     """The project a new build of ``model`` goes to, refused unless the caller may change it.
 
-    The model's project when it has one; else the one asked for; else a run token's project,
-    the caller's only project where they may change things, or the default project.
+    A model belongs to one project (its catalog card's): its builds go there, and asking
+    for another is refused. A model no project has claimed yet (trained outside a job run,
+    or before projects) is the default project's: only someone who may change the default
+    project may build it, there or (moving the model) in another project of theirs.
 
     Raises:
-        InvalidInputError: The model belongs to another project than the one asked for, or
-            the caller is in several projects and named none.
+        InvalidInputError: The model belongs to another project than the one asked for.
+        NotFoundError: The caller may not see the model's project.
+        ForbiddenError: It may see but not change it.
     """
-    card = s.scalar(select(ModelCard.project_id).where(ModelCard.name == model))
+    from icefloe.governance.membership import default_project
+
+    what = f"model {model[:255]!r}"
+    card = s.scalar(select(ModelCard.project_id).where(ModelCard.name == model)) or None
     if card is not None:
-        if asked and asked != card and (principal is None or principal.reaches(card)):
+        check_project(principal, card, what)
+        if asked and asked != card:
             raise InvalidInputError(f"project_id: model {model!r} belongs to another project "
                                     f"({card})")
         project_id = card
-    elif asked:
-        project_id = asked
-    elif principal is not None and principal.project_id is not None:
-        project_id = principal.project_id
     else:
-        changeable = sorted(p for p, _ in (principal.memberships if principal else ())
-                            if principal is not None and principal.may_change(p))
-        if principal is not None and not principal.is_admin and len(changeable) > 1:
-            raise InvalidInputError("project_id: required, you may change more than one "
-                                    "project")
-        if changeable and principal is not None and not principal.is_admin:
-            project_id = changeable[0]
-        else:
-            from icefloe.governance.membership import default_project
-
-            project_id = default_project(s, settings).id
-    check_project(principal, project_id, f"model {model[:255]!r}", change=True)
+        default = default_project(s, settings).id
+        check_project(principal, default, what, change=True)
+        project_id = asked or default
+    check_project(principal, project_id, what, change=True)
     return project_id
 
 
@@ -159,13 +155,19 @@ def check_access_report(s: Session, settings: Settings, principal: Principal | N
         raise refused
 
 
+# Lineage nodes that belong to a project (their description says which).
+PROJECT_KINDS = frozenset({"run", "build", "deployment", "prediction", "window", "alert",
+                           "training"})
+
+
 def visible_lineage(graph: dict[str, Any], sees_project: Callable[[str | None], bool],
                     sees_table: Callable[[str], bool],
                     sees_model: Callable[[str], bool]) -> dict[str, Any] | None:
     """The part of a lineage graph (``{"root", "nodes", "edges"}``) a caller may see (pure).
 
     A node is hidden when it names a project the caller does not reach (runs, builds,
-    deployments carry ``project_id``), a table in a namespace no project of theirs is
+    deployments, predictions, trainings, windows and alerts carry ``project_id``; one of
+    these without it is hidden too), a table in a namespace no project of theirs is
     granted, or a model of another project; edges touching a hidden node go, and so does
     what is then no longer connected to the root. None when the root itself is hidden (or
     is a prediction, window or alert whose deployment is), which the route answers 404.
@@ -174,6 +176,8 @@ def visible_lineage(graph: dict[str, Any], sees_project: Callable[[str | None], 
         kind, _, key = str(node["id"]).partition(":")
         if "project_id" in node:
             return sees_project(node["project_id"])
+        if kind in PROJECT_KINDS:
+            return False  # not described (deleted, or unknown): not shown to non-admins
         if kind in ("snapshot", "table"):
             return sees_table(key.rsplit("@", 1)[0] if kind == "snapshot" else key)
         if kind == "model":

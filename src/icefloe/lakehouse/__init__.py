@@ -11,7 +11,7 @@ Use :class:`Lakehouse` from Python::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -266,10 +266,12 @@ class Lakehouse:
         """Run DuckDB SQL over the tables (``namespace.table``), optionally pinned."""
         return self._sql_runner.run(query, pins)
 
-    def sql_read(self, query: str, pins: Mapping[str, int | str] | None = None
+    def sql_read(self, query: str, pins: Mapping[str, int | str] | None = None, *,
+                 visible: Callable[[TableName], bool] | None = None
                  ) -> tuple[pa.Table, tuple[Dataset, ...]]:
-        """Run SQL like :meth:`sql`; also answers the snapshots it read (for lineage)."""
-        result, read = self._sql_runner.run_read(query, pins)
+        """Run SQL like :meth:`sql`; also answers the snapshots it read (for lineage).
+        Tables ``visible`` refuses are left out, as if they did not exist."""
+        result, read = self._sql_runner.run_read(query, pins, visible=visible)
         return result, tuple(Dataset(name, snapshot_id=snap) for name, snap in read)
 
 

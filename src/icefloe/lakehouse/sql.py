@@ -363,15 +363,21 @@ class SqlRunner:
         """
         return self.run_read(query, pins)[0]
 
-    def run_read(self, query: str, pins: Mapping[str, Pin] | None = None
+    def run_read(self, query: str, pins: Mapping[str, Pin] | None = None, *,
+                 visible: Callable[[TableName], bool] | None = None
                  ) -> tuple[pa.Table, list[tuple[str, int | None]]]:
         """Run a query like :meth:`run`; also answers ``(table, snapshot id)`` of every table
-        it read (None for a table with no snapshot yet), for lineage and access tracking."""
+        it read (None for a table with no snapshot yet), for lineage and access tracking.
+
+        ``visible`` says which tables the caller may read: the others are left out of the
+        sandbox, so the query fails exactly as if they did not exist."""
         if not query.strip():
             raise InvalidInputError("the SQL query is empty")
         pinned = {parse_table_name(k): v for k, v in (pins or {}).items()}
         mentioned = qualified_names(query)
         locations = table_locations(self.catalog, [*mentioned, *pinned])
+        if visible is not None:
+            locations = {n: where for n, where in locations.items() if visible(n)}
         for name in pinned:
             if name not in locations:
                 raise NoSuchTableError(f"table {name} does not exist (pinned in the query)")

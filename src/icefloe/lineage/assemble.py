@@ -33,7 +33,9 @@ from icefloe.store.orm import (
     Deployment,
     Job,
     LineageEdge,
+    ModelCard,
     Prediction,
+    Project,
     Run,
     User,
 )
@@ -369,6 +371,25 @@ class Assembler:
             log.debug("lineage: describing %s failed", node, exc_info=True)
             return None
 
+    @staticmethod
+    def _deployment_project(s: Any, deployment_id: str) -> str | None:
+        return s.scalar(select(Deployment.project_id).where(Deployment.id == deployment_id))
+
+    def _training_project(self, tags: dict[str, str]) -> str | None:
+        """The project of a training run: its job run's, else its model's (the catalog
+        card's, else the default project's)."""
+        with self.database.session() as s:
+            job_run = tags.get(JOB_RUN_TAG)
+            if job_run:
+                found = s.scalar(select(Run.project_id).where(Run.id == job_run))
+                if found:
+                    return str(found)
+            model = tags.get("icefloe.model") or ""
+            card = s.scalar(select(ModelCard.project_id).where(ModelCard.name == model))
+            if card:
+                return str(card)
+            return s.scalar(select(Project.id).where(Project.name == "default"))
+
     def _describe(self, node: nodes.Node) -> dict[str, Any] | None:
         kind, key = node.kind, node.key
         describe = getattr(self, f"_describe_{kind}", None)
@@ -380,6 +401,7 @@ class Assembler:
             if p is None:
                 return None
             return {"label": f"prediction {key[:8]} ({p.model_name}/{p.model_version})",
+                    "project_id": self._deployment_project(s, p.deployment_id),
                     "time": iso_utc(p.timestamp_ms), "deployment": p.deployment_id,
                     "build": p.build_id, "model": p.model_name,
                     "model_version": p.model_version}
@@ -422,6 +444,7 @@ class Assembler:
         tags, metrics = run.data.tags or {}, run.data.metrics or {}
         name = run.info.run_name or key[:8]
         return {"label": f"training {name} ({run.info.status})", "status": run.info.status,
+                "project_id": self._training_project(tags),
                 "pipeline": tags.get("icefloe.pipeline"), "model": tags.get("icefloe.model"),
                 "auc": metrics.get("auc"), "error": tags.get("icefloe.error"),
                 "job_run": tags.get(JOB_RUN_TAG), "started_at": iso_utc(run.info.start_time)}
@@ -482,13 +505,17 @@ class Assembler:
                 return None
             what = f"{rule.metric}{f' {rule.feature}' if rule.feature else ''}"
             return {"label": f"alert {what} {event.from_state} -> {event.to_state}",
+                    "project_id": self._deployment_project(s, rule.deployment_id),
                     "metric": rule.metric, "feature": rule.feature, "value": event.value,
                     "from": event.from_state, "to": event.to_state, "at": iso_utc(event.at)}
 
     def _describe_window(self, key: str) -> dict[str, Any] | None:
         deployment_id, _, span = key.rpartition("/")
         start, _, end = span.partition("-")
+        with self.database.session() as s:
+            project_id = self._deployment_project(s, deployment_id)
         return {"label": f"window {iso_utc(int(start))} .. {iso_utc(int(end))}",
+                "project_id": project_id,
                 "deployment": deployment_id, "start": iso_utc(int(start)),
                 "end": iso_utc(int(end))} if self.is_recorded(f"window:{key}") else None
 

@@ -160,9 +160,7 @@ def allowed(route: Route, principal: Principal | None) -> bool:
     off; else a key or token that reaches the deployment's project (any role)."""
     if not route.auth_enabled:
         return True
-    if principal is None:
-        return False
-    return route.project_id is None or principal.reaches(route.project_id)
+    return principal is not None and principal.reaches(route.project_id)
 
 
 def _error(exc: IcefloeError) -> bytes:
