@@ -263,3 +263,26 @@ def test_an_install_from_before_projects_had_members_keeps_working(db: Database)
         assert api_keys.user_role(s, "root", "p1") == "admin"
         assert api_keys.user_role(s, "ed", default.id) == "editor"
         assert api_keys.user_role(s, "vi", "p1") == "viewer"
+
+
+def test_a_run_token_loses_change_rights_when_its_trigger_leaves_the_project(
+        db: Database) -> None:
+    from icefloe.governance import membership
+
+    with db.session() as s:
+        api_keys.create_api_key(s, "ana", "editor")
+        api_keys.create_api_key(s, "bo", "editor")
+        project = repo.create_project(s, "p", "/tmp/p")
+        membership.set_member(s, project.id, "ana", "owner")
+        membership.set_member(s, project.id, "bo", "owner")
+        job = repo.create_job(s, project.id, {"name": "j", "script": "j.py"})
+        run = repo.create_run(s, job, "api", "ana", run_as="ana")
+        token = api_keys.issue_run_token(s, run, 60)
+    with db.session() as s:
+        acting = api_keys.verify(s, token)
+        assert acting is not None and acting.may_change(project.id)
+        membership.set_member(s, project.id, "ana", "viewer")  # while the run goes on
+    with db.session() as s:
+        acting = api_keys.verify(s, token)
+        assert acting is not None and acting.reaches(project.id)
+        assert not acting.may_change(project.id)

@@ -94,6 +94,9 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
         supervisor.close()
         predictions.close()  # every answered prediction is written before we exit
         happenings.reset()
+        from icefloe.openlineage.transport import close_all
+
+        close_all()  # OpenLineage events still queued are sent (bounded wait)
 
     app = FastAPI(title="icefloe", version="2", openapi_url=f"{API}/openapi.json",
                   docs_url=None, redoc_url=None, lifespan=lifespan)

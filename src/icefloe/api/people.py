@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from icefloe.api.admin import require_admin
 from icefloe.api.projects import reachable
@@ -18,6 +19,7 @@ from icefloe.auth.middleware import actor, principal_of
 from icefloe.governance import grants, membership
 from icefloe.store import repo
 from icefloe.store.db import Database
+from icefloe.store.orm import Project, User
 
 USER = Path(max_length=255)
 NAMESPACE = Path(max_length=255)
@@ -56,10 +58,14 @@ def add_people_routes(router: APIRouter, database: Database, keys: KeyCache) -> 
         principal = principal_of(request.scope)
         assert principal is not None  # the middleware lets no anonymous caller here
         with database.session() as s:
-            user = membership.get_user(s, principal.user)
-            out = membership.user_json(s, user)
-        if principal.run_id is not None:  # a run token sees its own project only
-            out["projects"] = [p for p in out["projects"] if p["id"] == principal.project_id]
+            user = s.scalar(select(User).where(User.name == principal.user))
+            out = (membership.user_json(s, user) if user is not None else
+                   {"id": "", "name": principal.user, "admin": False, "projects": [],
+                    "keys": 0, "created_at": None})  # e.g. a scheduled run's "system"
+            if principal.run_id is not None:  # a run token sees its own project only
+                project = s.get(Project, principal.project_id)
+                out["projects"] = [{"id": project.id, "name": project.name,
+                                    "role": principal.role}] if project else []
         return {**out, "key_id": principal.key_id, "key_role": principal.role,
                 "run_id": principal.run_id or ""}
 

@@ -240,7 +240,9 @@ def document_model_calls(schema: dict[str, Any]) -> dict[str, Any]:
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": body}}},
             "responses": {"200": {"description": "prediction, probability and uuid"},
-                          "401": {"description": "missing or invalid API key or access key"},
+                          "401": {"description": "missing or invalid API key or access key, "
+                                                  "or a key outside the deployment's "
+                                                  "project"},
                           "413": {"description": "body over 5 MB"},
                           "422": {"description": "invalid input, naming the field"},
                           "503": {"description": "no replica is ready"}}}}

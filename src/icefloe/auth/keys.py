@@ -183,7 +183,12 @@ def _verify_run_token(s: Session, prefix: str, secret: str) -> Principal | None:
     status = s.scalar(select(Run.status).where(Run.id == token.run_id))
     if expires < datetime.now(UTC) or status not in states.ACTIVE:
         return None
-    return Principal(token.user, token.role, f"run/{token.run_id}", token.project_id,
+    # The trigger's role now, not only when the run started: someone taken out of the
+    # project (or down to viewer) mid-run leaves the run a viewer's rights.
+    role = token.role
+    if role != "viewer" and run_role(user_role(s, token.user, token.project_id)) == "viewer":
+        role = "viewer"
+    return Principal(token.user, role, f"run/{token.run_id}", token.project_id,
                      token.run_id, short_lived=True)
 
 

@@ -57,7 +57,8 @@ from icefloe.serving.supervisor import Replica, Route, Supervisor
 MODEL_PATHS = {"/model": PREDICT, "/model/batch": BATCH}
 MAX_INFLIGHT = 256  # per replica; beyond it a call is answered 429 rather than queued
 MAX_ATTEMPTS = 20  # replicas tried for one call before it is answered 503
-DENIED = "missing or invalid API key or access key"
+DENIED = ("missing or invalid API key or access key, or an API key that does not reach the "
+          "deployment's project")
 # A candidate only: the replica confirms it is the body's top-level "accessKey".
 _ACCESS_KEY = re.compile(rb'"accessKey"[ \t\r\n]*:[ \t\r\n]*"([^"\\]{1,512})"')
 _JSON = (b"content-type", b"application/json")
