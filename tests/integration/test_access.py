@@ -372,3 +372,18 @@ def test_a_sql_read_through_the_api_is_tracked(settings: Settings) -> None:
     assert reader["via"] == ["table.read:api"]
     assert [(c["action"], c["snapshot_id"]) for c in got.json()["changes"]] == \
         [("table.write", written.snapshot.snapshot_id)]
+
+
+def test_reading_rows_with_table_show_is_tracked(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    data = tmp_path / "loans.csv"
+    data.write_text("id,annual_inc\n1,50000\n2,72000\n")
+    local = {"ICEFLOE_URL": ""}
+    run_cli(["init"], home, check=True)  # the platform DB the home records into
+    run_cli(["table", "load", "lending.loans", str(data)], home, env=local, check=True)
+    run_cli(["table", "show", "lending.loans", "--limit", "1"], home, env=local, check=True)
+    got = json.loads(run_cli(["access", "lending.loans", "--json"], home, env=local,
+                             check=True).stdout)
+    (reader,) = got["readers"]
+    assert reader["user"].startswith("local:") and reader["via"] == ["table.read:show"]
+    assert [c["action"] for c in got["changes"]] == ["table.write:load"]

@@ -123,6 +123,11 @@ def show(
     snap = snapshot_info(table, found) if found else None
     snap_id = snap.snapshot_id if snap else None
     data = lh.read(name, snapshot_id=snap_id, limit=limit or None) if snap else None
+    if data is not None:  # a read of the table's data: access tracking and lineage see it
+        from icefloe.happenings import Dataset, Happening, emit
+
+        emit(lambda: Happening("table.read", inputs=(Dataset(
+            name, snapshot_id=snap_id, rows=data.num_rows),), subject={"via": "show"}))
     total = snap.total_rows if snap else 0
     if as_json:
         print_json(
