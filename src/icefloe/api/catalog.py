@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from icefloe.api.lake import LazyLakehouse
 from icefloe.api.projects import PAGE_SIZE, PAGE_TOKEN
@@ -24,12 +23,11 @@ from icefloe.config import Settings
 from icefloe.errors import InvalidInputError
 from icefloe.governance import policy
 from icefloe.governance.grants import EVERY_NAMESPACE, namespace_access
-from icefloe.governance.membership import DEFAULT_PROJECT
+from icefloe.governance.membership import default_project_id
 from icefloe.paging import check_page_size, offset_of, token_for
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store import repo
 from icefloe.store.db import Database
-from icefloe.store.orm import Project
 
 Tag = Annotated[str, Field(max_length=64)]
 
@@ -52,19 +50,13 @@ class CardPatch(BaseModel):
                           "removed); the whole must stay under 64 KB as JSON")
 
 
-def _default_project(db: Database) -> str:
-    """The default project's id ("" when there is none yet): the project of models that
-    have no card (never built through the API), as for the model routes."""
-    with db.session() as s:
-        return s.scalar(select(Project.id).where(Project.name == DEFAULT_PROJECT)) or ""
-
-
 def _visible(db: Database, request: Request) -> entries.Visible | None:
     """Which models the caller may see, by their card's project (None: every model)."""
     principal = principal_of(request.scope)
     if principal is None or principal.is_admin:
         return None
-    default = _default_project(db)
+    with db.session() as s:
+        default = default_project_id(s)
     return lambda project_id: principal.reaches(project_id or default)
 
 
@@ -91,9 +83,7 @@ def add_catalog_routes(router: APIRouter, db: Database, settings: Settings,
 
     def project_of(name: str) -> str:
         with db.session() as s:
-            card = card_store.get_card(s, name)
-            found = card.project_id if card is not None else ""
-        return found or _default_project(db)
+            return policy.model_project(s, settings, name)
 
     @router.get("/catalog/models")
     def catalog_models(request: Request, page_size: int = PAGE_SIZE,

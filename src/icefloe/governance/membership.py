@@ -159,6 +159,12 @@ def default_project(s: Session, settings: Settings) -> Project:
         return found
 
 
+def default_project_id(s: Session) -> str:
+    """The default project's id, "" while there is none (then only admins reach what no
+    project claimed); never makes it (see :func:`default_project`)."""
+    return s.scalar(select(Project.id).where(Project.name == DEFAULT_PROJECT)) or ""
+
+
 def ensure_default_folder(s: Session, settings: Settings) -> None:
     """Make the default project's folder if a migration made the project without it."""
     project = s.scalar(select(Project).where(Project.name == DEFAULT_PROJECT))

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from icefloe.auth.principals import Principal
 from icefloe.config import Settings
 from icefloe.errors import ForbiddenError, InvalidInputError, NotFoundError
-from icefloe.store.orm import Build, Deployment, ModelCard, Project
+from icefloe.store.orm import Build, Deployment, ModelCard
 
 
 def check_project(principal: Principal | None, project_id: str | None, what: str, *,
@@ -60,10 +60,10 @@ def check_build(s: Session, principal: Principal | None, build_id: str, *,
 def model_project(s: Session, settings: Settings, name: str) -> str:
     """The project of a registered model: its catalog card's, else the default project's
     ("" while there is no default project: admins only)."""
+    from icefloe.governance.membership import default_project_id
+
     found = s.scalar(select(ModelCard.project_id).where(ModelCard.name == name))
-    if found:
-        return found
-    return s.scalar(select(Project.id).where(Project.name == "default")) or ""
+    return found or default_project_id(s)
 
 
 def check_model(s: Session, settings: Settings, principal: Principal | None, name: str, *,
@@ -82,7 +82,9 @@ def visible_models(s: Session, settings: Settings, principal: Principal | None,
     projects = principal.visible_projects() or frozenset()
     cards = {n: p for n, p in s.execute(select(ModelCard.name, ModelCard.project_id).where(
         ModelCard.name.in_(names)))}
-    default = s.scalar(select(Project.id).where(Project.name == "default"))
+    from icefloe.governance.membership import default_project_id
+
+    default = default_project_id(s)
     return [n for n in names if (cards.get(n) or default) in projects]
 
 
@@ -169,8 +171,8 @@ def visible_lineage(graph: dict[str, Any], sees_project: Callable[[str | None], 
     deployments, predictions, trainings, windows and alerts carry ``project_id``; one of
     these without it is hidden too), a table in a namespace no project of theirs is
     granted, or a model of another project; edges touching a hidden node go, and so does
-    what is then no longer connected to the root. None when the root itself is hidden (or
-    is a prediction, window or alert whose deployment is), which the route answers 404.
+    what is then no longer connected to the root. None when the root itself is hidden,
+    which the route answers 404.
     """
     def shown(node: dict[str, Any]) -> bool:
         kind, _, key = str(node["id"]).partition(":")
@@ -193,10 +195,6 @@ def visible_lineage(graph: dict[str, Any], sees_project: Callable[[str | None], 
     for e in edges:
         linked.setdefault(e["src"], set()).add(e["dst"])
         linked.setdefault(e["dst"], set()).add(e["src"])
-    if root.partition(":")[0] in ("prediction", "window", "alert") and not linked.get(root):
-        hidden_edges = [e for e in graph["edges"] if root in (e["src"], e["dst"])]
-        if hidden_edges:  # its deployment is someone else's
-            return None
     reached, todo = {root}, [root]
     while todo:
         for other in linked.get(todo.pop(), ()):

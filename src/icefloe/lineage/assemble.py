@@ -35,7 +35,6 @@ from icefloe.store.orm import (
     LineageEdge,
     ModelCard,
     Prediction,
-    Project,
     Run,
     User,
 )
@@ -388,7 +387,9 @@ class Assembler:
             card = s.scalar(select(ModelCard.project_id).where(ModelCard.name == model))
             if card:
                 return str(card)
-            return s.scalar(select(Project.id).where(Project.name == "default"))
+            from icefloe.governance.membership import default_project_id
+
+            return default_project_id(s) or None
 
     def _describe(self, node: nodes.Node) -> dict[str, Any] | None:
         kind, key = node.kind, node.key
