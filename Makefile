@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint bench clean airflow
+.PHONY: install demo test test-fast lint bench clean airflow browser
 
 install: $(STAMP)
 
@@ -22,8 +22,17 @@ demo: install airflow
 		[print("made traversable for the job user:", c) for c in f()]'
 	$(BIN)/icefloe demo
 
-test: install
-	$(BIN)/python -m pytest
+# The web UI's browser tests drive Debian's Chromium (Playwright cannot download one here).
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ) && \
+		{ $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; }; } || \
+		{ echo "the browser tests need Chromium: install Debian's 'chromium' package"; exit 1; }
+
+# Two processes: the end-to-end stories in one, the rest shared out (see tests/conftest.py).
+test: install browser
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not e2e"
@@ -43,6 +52,7 @@ bench: install
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/monitoring.py
+	$(BIN)/python bench/ui.py
 
 clean:
 	rm -rf $(VENV) .venv-airflow .icefloe .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,16 @@ from icefloe.config import Settings, load_settings
 from icefloe.lakehouse import Lakehouse
 
 ICEFLOE = [sys.executable, "-m", "icefloe.cli.main"]
+# `make test` runs the suite in two processes (pytest-xdist, --dist loadgroup): the slow
+# stories that share Airflow's virtualenv run one after another in one of them, everything
+# else is shared out.
+STORY_FOLDERS = ("e2e", "airflow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent.name in STORY_FOLDERS:
+            item.add_marker(pytest.mark.xdist_group("story"))
 
 
 def open_to_jobs(path: Path) -> None:

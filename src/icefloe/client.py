@@ -448,6 +448,56 @@ class Client:
                                                 "output_table": output_table, "mode": mode,
                                                 "max_rows": max_rows})
 
+    # -- tables ----------------------------------------------------------------------------
+
+    def tables(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Tables the caller's projects are granted (every page), each with ``name``,
+        ``namespace``, ``current_snapshot_id``, ``rows``, ``snapshots``, ``last_updated``.
+
+        Args:
+            namespace: Only this namespace's tables.
+        """
+        return list(self._pages("/tables", "tables", {"namespace": namespace}))
+
+    def table(self, name: str) -> dict[str, Any]:
+        """A table (``namespace.table``): its current snapshot, current schema fields, tags
+        and snapshot count."""
+        return self._call("GET", f"/tables/{quote(name, safe='')}")
+
+    def table_snapshots(self, name: str) -> list[dict[str, Any]]:
+        """A table's whole history, newest first, each snapshot with ``current`` and who
+        wrote it (``user``, ``run_id``)."""
+        return list(self._pages(f"/tables/{quote(name, safe='')}/snapshots", "snapshots", {}))
+
+    def table_schema(self, name: str, snapshot: str | int | None = None,
+                     compare: str | int | None = None) -> dict[str, Any]:
+        """The schema a snapshot was written with (``fields``).
+
+        Args:
+            name: ``namespace.table``.
+            snapshot: A snapshot id, unique id prefix or tag; default the current snapshot.
+            compare: Another snapshot: the answer's ``diff`` says which fields were added,
+                removed or changed from ``snapshot`` to it.
+        """
+        params = {"snapshot": snapshot, "compare": compare}
+        return self._call("GET", f"/tables/{quote(name, safe='')}/schema",
+                          params={k: v for k, v in params.items() if v is not None})
+
+    def rollback_table(self, name: str, to: str | int, *, keep_schema: bool = False,
+                       dry_run: bool = False) -> dict[str, Any]:
+        """Make snapshot ``to`` (an id, unique id prefix or tag) current again, with the schema
+        it was written with unless ``keep_schema``; history is kept. Needs a ``write`` grant.
+
+        Args:
+            name: ``namespace.table``.
+            to: The snapshot to make current.
+            keep_schema: Move only the snapshot, keeping the current schema.
+            dry_run: Only answer what would change (``kind``, ``from``, ``to``, rows and
+                columns before and after); nothing changes.
+        """
+        return self._call("POST", f"/tables/{quote(name, safe='')}:rollback",
+                          json={"to": to, "keep_schema": keep_schema, "dry_run": dry_run})
+
     def export_predictions(self) -> dict[str, Any]:
         """Bring ``monitoring.predictions`` up to date with the prediction log."""
         return self._call("POST", "/monitoring/predictions:export")

@@ -1,11 +1,23 @@
 """The acceptance story as `make demo` runs it (slow: Spark jobs and Airflow DAG runs)."""
 
 import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from icefloe.config import load_settings
+from icefloe.lakehouse import Lakehouse
+from tests.conftest import ICEFLOE, run_cli
+from tests.e2e.ui_walk import walk_the_demo
 from tests.servers import Receiver
+
+# Screenshots of every page the browser walk shows (test artifacts; CI keeps the folder).
+SHOTS = Path(os.environ.get("ICEFLOE_TEST_ARTIFACTS",
+                            Path(__file__).resolve().parents[2] / "test-artifacts")) / "ui"
 
 pytestmark = pytest.mark.e2e
 
@@ -53,12 +65,72 @@ def test_demo_runs_the_whole_story_twice(tmp_path, airflow_venv) -> None:
     _assert_governance(home, summary, [event for event, _, _ in lineage.received], out)
     # Re-running replaces the demo's own table, model, endpoint and jobs and says so; the
     # Airflow home is reused and each DAG's outcome is its new run's, not the last demo's.
-    second = run_cli(args, home, timeout=900)
-    assert second.returncode == 0, second.stderr + second.stdout[-5000:]
-    assert "replacing lending.loans from an earlier demo run" in second.stdout
-    assert "replacing model loan-default from an earlier demo run" in second.stdout
+    # This time it stays up (--serve) and a real browser walks the web UI through its data.
+    output, returncode, seen = _serve_and_walk(args, home)
+    assert returncode == 0, output[-5000:]
+    assert "replacing lending.loans from an earlier demo run" in output
+    assert "replacing model loan-default from an earlier demo run" in output
     again = json.loads((home / "demo" / "summary.json").read_text())
     assert again["availability_percent"] == 100.0 and again["dags"] == summary["dags"]
+    _assert_ui_walk(home, again, seen)
+
+
+def _serve_and_walk(args: list[str], home: Path) -> tuple[str, int, dict]:
+    """Run ``icefloe demo --serve``, walk the UI in Chromium once it serves, then stop it
+    as Ctrl-C would (SIGTERM); returns its output, exit code and what the walk saw."""
+    log = home.parent / "served.log"
+    env = {**os.environ, "ICEFLOE_HOME": str(home), "COLUMNS": "200"}
+    with log.open("w") as out:
+        proc = subprocess.Popen([*ICEFLOE, "demo", *args[1:], "--serve"], stdout=out,
+                                stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 900
+        while "serving until Ctrl-C" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-5000:]
+            assert time.monotonic() < deadline, "the demo did not start serving"
+            time.sleep(1)
+        summary = json.loads((home / "demo" / "summary.json").read_text())
+        seen = walk_the_demo(log.read_text(), SHOTS, summary["deployment"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    return log.read_text(), code, seen
+
+
+def _assert_ui_walk(home: Path, summary: dict, seen: dict) -> None:
+    """What the browser saw, checked against the stores."""
+    lh = Lakehouse(load_settings(env={}, home=home))
+    history = lh.snapshots("lending.loans")
+    s1 = next(s for s in history if "s1-base" in s.tags)
+    # ana's Simulation run: the page showed its log growing while it ran.
+    sizes = seen["live_log"]
+    assert sizes[-1] > 0 and any(b > a > 0 for a, b in zip(sizes, sizes[1:], strict=False)), sizes
+    # The deployment: the alert fired and the tracked accuracy fell under its threshold.
+    assert "FIRING" in seen["rule_states"] and "OK → FIRING" in seen["alert_history"]
+    assert "accuracy" in seen["firing_overview"]
+    accuracy = [float(t.rsplit(": ", 1)[1]) for t in seen["accuracy_points"]]
+    assert max(accuracy) > 0.6 > min(accuracy), accuracy
+    # The chain from the deployment back to the snapshot its model learned from.
+    assert {"snapshot", "training", "model", "build", "deployment"} <= set(
+        seen["lineage_kinds"]), seen["lineage_kinds"]
+    new_version = summary["versions"][1]
+    assert seen["chain_snapshot"] == new_version["snapshot_id"]
+    assert seen["reproduce"].startswith("icefloe data reproduce loan-default/")
+    # Two snapshots compared; the rollback to s1 confirmed, done and recorded.
+    assert "+ home_ownership" in seen["diff"] and "+ purpose" in seen["diff"]
+    assert str(s1.snapshot_id) in seen["plan"]
+    assert seen["current_after_rollback"] == s1.snapshot_id
+    assert lh.current_snapshot("lending.loans").snapshot_id == s1.snapshot_id
+    assert "table.rollback" in seen["audit"] and "session.open" in seen["audit"]
+    assert seen["after_sign_out"].endswith("/ui/signin?next=%2Fui%2F")
+    # raj (viewer): no buttons that change anything; forged and stale forms refused.
+    assert seen["viewer_rollback_links"] == 0 and seen["viewer_buttons"] == 0
+    assert seen["forged_status"] == 403
+    assert seen["stale_status"] == 403 and "CSRF" in seen["stale_text"]
+    assert seen["viewer_current_before"] == seen["viewer_current_after"]
+    shots = sorted(p.name for p in SHOTS.glob("*.png"))
+    assert {"demo-deployment.png", "demo-model.png", "demo-table-compare.png",
+            "ana-run.png", "raj-table.png"} <= set(shots), shots
 
 
 def _assert_story_state(home, summary) -> None:

@@ -39,7 +39,7 @@ from icefloe.store.orm import Build, Deployment
 
 # Per operation: 40 for the ~60 operations of the API keeps the whole pass near what 60
 # cost for the ~40 there were before the governance routes (CI's 30 minutes).
-EXAMPLES = int(os.environ.get("ICEFLOE_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("ICEFLOE_FUZZ_EXAMPLES", "25"))
 NOT_JSON = {"/metrics"}  # Prometheus text
 HTML = {"/api/v2/models/deployments/{deployment_id}/report"}  # a page when it succeeds
 

@@ -39,7 +39,7 @@ def idempotency_key(context: Any) -> str:
 
 
 class IcefloeRunLink(BaseOperatorLink):
-    """The task's run in icefloe (its REST resource until the web UI has a page)."""
+    """The task's run in icefloe's web UI (its page: status, trigger, the log tailed live)."""
 
     name = "icefloe run"
 
@@ -116,7 +116,7 @@ class IcefloeJobRunOperator(BaseOperator):
             key = f"{base}#{generation}"
         run_id = str(run["id"])
         self._ids = (project_id, job_id, run_id)
-        url = f"{hook.base_url}/api/v2/projects/{project_id}/jobs/{job_id}/runs/{run_id}"
+        url = f"{hook.base_url}/ui/runs/{run_id}"
         context["ti"].xcom_push(key=RUN_URL_KEY, value=url)
         if started:
             self.log.info("started run %s of %s: %s", run_id, self._what(), url)

@@ -67,12 +67,22 @@ def add_admin_routes(router: APIRouter, database: Database, keys: KeyCache) -> N
 
     @router.get("/audit")
     def audit_events(request: Request, page_size: int = Query(100, ge=1, le=1000),
-                     page_token: str | None = Query(None, max_length=64)
+                     page_token: str | None = Query(None, max_length=64),
+                     actor_name: str | None = Query(None, alias="actor", max_length=255,
+                                                    description="Who acted (exactly)"),
+                     key: str | None = Query(None, max_length=36,
+                                             description="The acting key's id"),
+                     target: str | None = Query(None, max_length=255,
+                                                description="Target prefix: table/lending."),
+                     action: str | None = Query(None, max_length=64,
+                                                description="Action prefix: run. or run.stop")
                      ) -> dict[str, Any]:
         require_admin(database, request, "audit.read")
+        where = repo.AuditFilter(actor=actor_name, key_id=key, target=target, action=action)
         with database.session() as s:
-            rows, token = repo.list_audit(s, page_size=page_size, page_token=page_token)
+            rows, token = repo.list_audit(s, page_size=page_size, page_token=page_token,
+                                          where=where)
             return {"events": [{"id": e.id, "at": iso_utc(e.at), "actor": e.actor,
-                                "action": e.action, "target": e.target, "outcome": e.outcome,
-                                "detail": e.detail} for e in rows],
+                                "key_id": e.key_id, "action": e.action, "target": e.target,
+                                "outcome": e.outcome, "detail": e.detail} for e in rows],
                     "next_page_token": token}

@@ -30,6 +30,7 @@ from icefloe.api.projects import add_project_routes
 from icefloe.api.prometheus import MetricsMiddleware, RequestMetrics
 from icefloe.api.serving import add_model_routes, document_model_calls
 from icefloe.api.sql import add_sql_routes
+from icefloe.api.tables import add_table_routes
 from icefloe.auth.cache import KeyCache
 from icefloe.auth.middleware import ApiKeyMiddleware
 from icefloe.auth.refusals import Refusals
@@ -152,6 +153,7 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     lakehouse = LazyLakehouse(settings)
     add_monitoring_routes(router, database, settings, lakehouse)
     add_sql_routes(router, database, lakehouse)
+    add_table_routes(router, database, lakehouse)
     add_catalog_routes(router, database, settings, supervisor, lakehouse)
     add_access_routes(router, database, settings)
     add_lineage_routes(router, database, settings, lakehouse, predictions)
@@ -174,6 +176,13 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=keys, refusals=refusals,
                        audit=predictions.audit)
+    # The web UI answers /ui itself and calls the API below as its signed-in user.
+    from icefloe.ui import router as ui_router
+    from icefloe.ui.site import UiContext, UiMiddleware, sessions_cache
+
+    app.add_middleware(UiMiddleware, router=ui_router(), context=UiContext(
+        db=database, settings=settings, api_app=app.router, lakehouse=lakehouse,
+        supervisor=supervisor, sessions=sessions_cache(database), refusals=refusals))
     app.add_middleware(ModelGateway, keys=keys, supervisor=supervisor, predictions=predictions,
                        refusals=refusals)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

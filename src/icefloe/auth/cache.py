@@ -23,11 +23,12 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from icefloe.auth import digests, keys
 from icefloe.auth.principals import Principal
@@ -79,11 +80,15 @@ class KeyCache:
         stale: Seconds past ``ttl`` a good API key keeps working while its new check waits
             for the database.
         threads: Threads that ask the database (never the event loop).
+        verify: How the store checks a secret (API keys and tokens; the web UI's cache
+            checks session cookies).
     """
 
     def __init__(self, db: Database, ttl: float = 10.0, max_entries: int = 10_000,
-                 stale: float = 60.0, threads: int = 4) -> None:
+                 stale: float = 60.0, threads: int = 4,
+                 verify: Callable[[Session, str], Principal | None] = keys.verify) -> None:
         self.db = db
+        self._verify = verify
         self.ttl = ttl
         self.max_entries = max_entries
         self.stale = stale
@@ -161,7 +166,7 @@ class KeyCache:
         try:
             try:
                 with self.db.session() as s:
-                    principal = keys.verify(s, presented)
+                    principal = self._verify(s, presented)
             except SQLAlchemyError as exc:
                 log.warning("a key check failed: the platform database did not answer (%s)",
                             type(exc).__name__)

@@ -57,10 +57,10 @@ def _verify_api_key(s: Session, prefix: str, secret: str) -> Principal | None:
     if not digests.matches(key.secret_hash if key else None, key.salt if key else None,
                            secret) or key is None or key.revoked:
         return None
-    return _key_principal(s, key)
+    return key_principal(s, key)
 
 
-def _key_principal(s: Session, key: ApiKey, *, short_lived: bool = False) -> Principal:
+def key_principal(s: Session, key: ApiKey, *, short_lived: bool = False) -> Principal:
     """The principal of a live key: its user, role and memberships."""
     user = s.get(User, key.user_id)
     memberships = tuple((p, r) for p, r in s.execute(select(
@@ -112,7 +112,7 @@ def _verify_access_token(s: Session, prefix: str, secret: str) -> Principal | No
     key = s.get(ApiKey, token.key_id)
     if key is None or key.revoked or stored_utc(token.expires_at) < datetime.now(UTC):
         return None
-    return _key_principal(s, key, short_lived=True)
+    return key_principal(s, key, short_lived=True)
 
 
 def revoke_api_key(s: Session, key_id: str) -> None:

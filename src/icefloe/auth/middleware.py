@@ -20,6 +20,7 @@ from icefloe.auth.cache import MISS, KeyCache, presented_secret
 from icefloe.auth.principals import Principal
 from icefloe.auth.refusals import Refusals, source_of
 from icefloe.errors import IcefloeError
+from icefloe.store.repo import ACTING_KEY
 
 # The token route checks its own (HTTP Basic) credentials: see icefloe.api.cde.
 PUBLIC_PATHS = frozenset({"/api/v2/health", "/api/v0/auth/access-keys/token"})
@@ -88,6 +89,12 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
+        signed_in = scope.get("icefloe.principal")
+        if signed_in is not None:
+            # Only code in this process puts a principal in a scope (the web UI, for the user
+            # its session acts as): the same role rules apply from here on.
+            await self._admit(signed_in, scope, receive, send)
+            return
         source = source_of(scope)
         wait = self.refusals.retry_after(source)
         try:
@@ -110,14 +117,20 @@ class ApiKeyMiddleware:
             self.refusals.count(source, "auth")
             await send_json(send, 401, UNAUTHORIZED)
             return
+        await self._admit(principal, scope, receive, send)
+
+    async def _admit(self, principal: Principal, scope: Scope, receive: Any, send: Any
+                     ) -> None:
+        """Pass a known principal's request on, unless its key's role may not send it."""
         if not principal.may(scope["method"]) and not (
                 scope["method"] == "POST" and scope["path"] in READING_POSTS):
             self.audit({"actor": principal.actor, "action": f"{scope['method']} "
                         f"{scope['path']}"[:64], "target": scope["path"], "outcome": "denied",
-                        "detail": f"role {principal.role}"})
+                        "detail": f"role {principal.role}", "key_id": principal.key_id})
             await send_json(send, 403, read_only(principal.role))
             return
         scope["icefloe.principal"] = principal
+        ACTING_KEY.set(principal.key_id)
         await self.app(scope, receive, send)
 
 

@@ -28,8 +28,8 @@ def up(
     db = Database(settings.resolved_platform_db_url)
     runner = Runner(db, settings, max_concurrent=max_concurrent, api_url=url)
     app = create_app(settings, db=db, runner=runner, api_url=url)
-    err_console.print(f"icefloe control plane listening on {url}/api/v2 "
-                      f"(home {settings.home.resolve()})")
+    err_console.print(f"icefloe control plane listening on {url}/api/v2, web UI {url}/ui/ "
+                      f"(home {settings.home.resolve()})", soft_wrap=True)
     uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", access_log=False)
 
 

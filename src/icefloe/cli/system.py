@@ -210,6 +210,11 @@ def demo(
     airflow_venv: Path | None = typer.Option(
         None, "--airflow-venv", help="Airflow's virtualenv (default: $ICEFLOE_AIRFLOW_VENV, "
                                      "else ./.venv-airflow, which `make airflow` makes)."),
+    serve: bool = typer.Option(
+        False, "--serve", help="Keep the control plane (API and web UI) up after the story "
+                               "and print one-time sign-in links; Ctrl-C stops it."),
+    port: int = typer.Option(0, "--port", min=0, max=65535,
+                             help="The control plane's port (0: any free port)."),
 ) -> None:
     """Run the acceptance story in 8 steps, narrating each: land the data, the baseline
     through jobs, the mlops_success and mlops_fail DAGs in Airflow, lineage and rollback,
@@ -217,7 +222,7 @@ def demo(
     from icefloe.demo.story import run_story
 
     run_story(state(ctx).settings, rows=rows, bad_rows=bad_rows, seed=seed,
-              airflow_venv=airflow_venv)
+              airflow_venv=airflow_venv, serve=serve, port=port)
 
 
 def register(app: typer.Typer) -> None:

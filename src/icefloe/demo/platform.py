@@ -32,12 +32,12 @@ class ControlPlane:
     admin key and a key for each of the demo's people, all living only as long as it runs.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, port: int = 0) -> None:
         from icefloe.auth import keys as api_keys
         from icefloe.store.db import Database
 
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind(("127.0.0.1", port))  # 0: any free port
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.db = Database(settings.resolved_platform_db_url)
@@ -71,6 +71,36 @@ class ControlPlane:
                 raise RuntimeError(f"the control plane did not start on port {self.port}")
             time.sleep(0.05)
         return self
+
+    def sign_in_links(self) -> dict[str, str]:
+        """A one-time web UI sign-in link for the demo's admin and each of its people."""
+        from icefloe.auth.sessions import issue_sign_in_code
+
+        names = ["demo", *PEOPLE]
+        with self.db.session() as s:
+            return {name: f"{self.url}/ui/signin?code={issue_sign_in_code(s, key_id)}"
+                    for name, key_id in zip(names, self.key_ids, strict=True)}
+
+    def serve_ui(self, console: Any) -> None:
+        """Keep serving until Ctrl-C or SIGTERM, after printing the UI's sign-in links."""
+        import signal
+
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        roles = {"demo": "admin", **PEOPLE}
+        console.print(f"web UI: {self.url}/ui/", markup=False, soft_wrap=True)
+        for name, link in self.sign_in_links().items():
+            console.print(f"  sign in once as {name} ({roles[name]}): {link}", markup=False,
+                          soft_wrap=True)
+        console.print("serving until Ctrl-C; the demo's keys and sessions end with it",
+                      markup=False)
+        try:
+            while not stop.wait(0.5) and self.thread.is_alive():
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def __exit__(self, *exc: object) -> None:
         from icefloe.auth import keys as api_keys

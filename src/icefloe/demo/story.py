@@ -11,6 +11,7 @@ Only this package knows the loan columns; the platform does not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -91,7 +92,8 @@ def _run_tail(client: Any, pid: str, job_id: str, lines: int = 3) -> tuple[dict[
 
 
 def run_story(settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, seed: int = 42,
-              airflow_venv: Path | None = None) -> dict[str, Any]:
+              airflow_venv: Path | None = None, serve: bool = False,
+              port: int = 0) -> dict[str, Any]:
     """Run the story; returns its figures (step times, availability, versions, snapshots).
 
     Raises:
@@ -125,16 +127,44 @@ def run_story(settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, see
                            FROM {TABLE} GROUP BY 1 ORDER BY 2 DESC"""), title="class balance")
     times["1 land the data"] = time.monotonic() - mark
 
-    with ControlPlane(settings) as plane:
+    with contextlib.ExitStack() as stack:
         from icefloe.client import Client
 
+        plane = stack.enter_context(ControlPlane(settings, port=port))
         _cmd(f"icefloe up --port {plane.port}   # here: inside the demo process")
         with Client(plane.url, plane.key) as admin, \
                 Client(plane.url, plane.keys["ana"]) as ana, \
                 Client(plane.url, plane.keys["raj"]) as raj:
             figures = _pipeline_story(People(admin, ana, raj), plane, settings, lh, venv,
                                       times, bad_file, seed, bad_rows)
+        if not serve:
+            stack.close()  # the control plane stops before the summary
+        summary = _summarise(settings, times, started, figures, s1.snapshot.snapshot_id)
+        if serve:
+            console.rule("[bold green]done")
+            plane.serve_ui(console)
+            return summary
+    console.print("the web UI: `icefloe demo --serve` keeps the control plane up after the "
+                  "story and prints one-time sign-in links; or `icefloe up` and sign in at "
+                  f"http://{settings.api_host}:{settings.api_port}/ui/ with an API key",
+                  markup=False)
+    console.rule("[bold green]done")
+    return summary
 
+
+@dataclass(frozen=True)
+class People:
+    """The demo's clients: the admin, ana (owns the project) and raj (views it)."""
+
+    admin: Any
+    ana: Any
+    raj: Any
+
+
+
+def _summarise(settings: Settings, times: dict[str, float], started: float,
+               figures: dict[str, Any], s1: int) -> dict[str, Any]:
+    """Step 8: print the figures, write ``summary.json``, check the endpoint answered."""
     _step(8, "Summary")
     total = time.monotonic() - started
     for name, seconds in times.items():
@@ -160,7 +190,7 @@ def run_story(settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, see
                "calls": seen.calls, "answered": seen.answered,
                "calls_by_version": {str(v): n for v, n in seen.versions.items()},
                "failure_to_fix_s": figures["failure_to_fix_s"], "dags": figures["dags"],
-               "deployment": figures["deployment"], "s1": s1.snapshot.snapshot_id,
+               "deployment": figures["deployment"], "s1": s1,
                "prediction_lineage": figures["governance"]["chain"],
                "readers": sorted(r["user"] for r in figures["governance"]["access"]["readers"]),
                "versions": [{k: figures[which][k] for k in ("version", "pipeline", "table",
@@ -172,18 +202,7 @@ def run_story(settings: Settings, *, rows: int = 5000, bad_rows: int = 1000, see
     _check(seen.answered == seen.calls and not seen.failures,
            f"the endpoint did not answer every call: {seen.answered:,} of {seen.calls:,}"
            + "".join(f"\n  {f}" for f in seen.failures[:5]))
-    console.rule("[bold green]done")
     return summary
-
-
-@dataclass(frozen=True)
-class People:
-    """The demo's clients: the admin, ana (owns the project) and raj (views it)."""
-
-    admin: Any
-    ana: Any
-    raj: Any
-
 
 def _project(people: People) -> dict[str, Any]:
     """The demo project, owned by ana, viewed by raj, granted the namespaces it writes."""

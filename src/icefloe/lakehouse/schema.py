@@ -6,6 +6,7 @@ write so that a refusal names the offending column and happens before anything i
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -207,3 +208,36 @@ def evolution_schema(table_schema: Schema, data: pa.Schema, plan: WritePlan) -> 
         keep_data_type = idx < 0 or field.name in plan.widened_columns
         fields.append(field if keep_data_type else field.with_type(target.field(idx).type))
     return pa.schema(fields)
+
+
+def schema_fields(schema: Schema) -> list[dict[str, object]]:
+    """A schema's top-level fields as the API shows them: ``id``, ``name``, ``type`` (Iceberg's
+    text, nested types included, e.g. ``list<string>``) and ``required``."""
+    return [{"id": f.field_id, "name": f.name, "type": str(f.field_type),
+             "required": f.required} for f in schema.fields]
+
+
+def schema_diff(before: Sequence[Mapping[str, object]],
+                after: Sequence[Mapping[str, object]]) -> dict[str, list[dict[str, object]]]:
+    """How the fields of one schema became those of another, by field name (pure).
+
+    Args:
+        before: Fields as :func:`schema_fields` gives them.
+        after: The same for the other schema.
+
+    Returns:
+        ``added`` (fields only ``after`` has, in its order), ``removed`` (only ``before``
+        has, in its order) and ``changed`` (in both, with another type or nullability:
+        ``name``, ``from_type``, ``to_type``, ``from_required``, ``to_required``). A column
+        dropped and added again with the same type is not a change, although Iceberg gives it
+        a new field id: readers see the same column.
+    """
+    old = {str(f["name"]): f for f in before}
+    new = {str(f["name"]): f for f in after}
+    changed = [{"name": name, "from_type": old[name]["type"], "to_type": f["type"],
+                "from_required": old[name]["required"], "to_required": f["required"]}
+               for name, f in new.items() if name in old
+               and (old[name]["type"], old[name]["required"]) != (f["type"], f["required"])]
+    return {"added": [dict(f) for name, f in new.items() if name not in old],
+            "removed": [dict(f) for name, f in old.items() if name not in new],
+            "changed": changed}

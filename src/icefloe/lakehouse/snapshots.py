@@ -104,11 +104,15 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 def _ancestor_ids(table: Table) -> set[int]:
+    # Parents by id in one pass: snapshot_by_id scans the list, which made this quadratic
+    # in the number of snapshots (a long history is listed page by page through the API).
+    parents = {s.snapshot_id: s.parent_snapshot_id for s in table.metadata.snapshots}
     ids: set[int] = set()
-    snap = table.current_snapshot()
-    while snap is not None:
-        ids.add(snap.snapshot_id)
-        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
+    current = table.current_snapshot()
+    at = current.snapshot_id if current is not None else None
+    while at is not None and at in parents and at not in ids:
+        ids.add(at)
+        at = parents[at]
     return ids
 
 
@@ -160,11 +164,22 @@ def snapshot_info(table: Table, snap: Snapshot, facts: _TableFacts | None = None
     )
 
 
-def history(table: Table) -> list[SnapshotInfo]:
-    """Every snapshot the table keeps, oldest first (rolled-back ones included)."""
-    snaps = sorted(table.metadata.snapshots, key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+def oldest_first(table: Table) -> list[Snapshot]:
+    """Every snapshot the table keeps, in commit order (rolled-back ones included)."""
+    return sorted(table.metadata.snapshots,
+                  key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+
+
+def describe(table: Table, snaps: Iterable[Snapshot]) -> list[SnapshotInfo]:
+    """Describe some snapshots of ``table``, working out what the whole table tells about
+    them (current lineage, tags, short ids) once: a page of a long history costs the page."""
     facts = _TableFacts.of(table)
     return [snapshot_info(table, s, facts) for s in snaps]
+
+
+def history(table: Table) -> list[SnapshotInfo]:
+    """Every snapshot the table keeps, oldest first (rolled-back ones included)."""
+    return describe(table, oldest_first(table))
 
 
 def parse_time(text: str) -> int:
@@ -314,6 +329,7 @@ class Rollback:
     schema_id: int
     columns_removed: tuple[str, ...] = ()
     columns_restored: tuple[str, ...] = ()
+    kind: str = ""  # ROLLBACK, ROLL_FORWARD or NO_CHANGE (see RollbackPlan)
 
     @property
     def schema_changed(self) -> bool:
@@ -344,6 +360,70 @@ class _SetCurrentSchema(UpdateTableMetadata["_SetCurrentSchema"]):
 def _column_names(table: Table, schema_id: int) -> list[str]:
     schema = table.schemas().get(schema_id)
     return [f.name for f in schema.fields] if schema is not None else []
+
+
+ROLLBACK = "rollback"
+ROLL_FORWARD = "roll forward"
+NO_CHANGE = "no change"
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What making a snapshot current would do to a table, as its metadata tells now.
+
+    ``kind`` is :data:`ROLLBACK` (the snapshot is the current one's ancestor, or the current
+    one itself with another schema to restore), :data:`ROLL_FORWARD` (it was rolled back
+    from) or :data:`NO_CHANGE`.
+    """
+
+    target: Snapshot
+    previous: Snapshot | None
+    schema_before: int
+    schema_after: int
+    kind: str
+    columns_removed: tuple[str, ...] = ()
+    columns_restored: tuple[str, ...] = ()
+
+    @property
+    def moves_snapshot(self) -> bool:
+        """Whether the current snapshot changes (else at most the schema does)."""
+        return self.previous is None or self.previous.snapshot_id != self.target.snapshot_id
+
+
+def plan_rollback(table: Table, ref: int | str, *, keep_schema: bool = False) -> RollbackPlan:
+    """What :func:`rollback` to ``ref`` would do, without committing anything (pure: reads
+    only the table's metadata); a dry run shows it and the rollback carries it out.
+
+    Raises:
+        NoSuchSnapshotError: The snapshot is not in the table's history.
+        ConflictError: The snapshot records no schema to restore (use ``keep_schema``).
+    """
+    target = find_snapshot(table, ref)
+    current = table.current_snapshot()
+    schema_before = table.metadata.current_schema_id
+    schema_after = schema_before
+    if not keep_schema:
+        if target.schema_id is None or target.schema_id not in table.schemas():
+            name = ".".join(table.name()[-2:])
+            raise ConflictError(
+                f"snapshot {target.snapshot_id} of {name} records no schema to restore "
+                f"(schema id {target.schema_id}); roll back with --keep-schema "
+                f"(keep_schema=True) to move only the snapshot")
+        schema_after = target.schema_id
+    same = current is not None and current.snapshot_id == target.snapshot_id
+    if same and schema_after == schema_before:
+        kind = NO_CHANGE
+    elif target.snapshot_id in _ancestor_ids(table):  # the current one is its own ancestor
+        kind = ROLLBACK
+    else:
+        kind = ROLL_FORWARD
+    before_cols = _column_names(table, schema_before)
+    after_cols = _column_names(table, schema_after)
+    return RollbackPlan(
+        target=target, previous=current, schema_before=schema_before,
+        schema_after=schema_after, kind=kind,
+        columns_removed=tuple(c for c in before_cols if c not in after_cols),
+        columns_restored=tuple(c for c in after_cols if c not in before_cols))
 
 
 def rollback(catalog: SqlCatalog, name: str | TableName, snapshot_id: int | str, *,
@@ -380,44 +460,33 @@ def rollback(catalog: SqlCatalog, name: str | TableName, snapshot_id: int | str,
 
     def attempt() -> Rollback:
         table = load_table(catalog, tname)
-        target = find_snapshot(table, snapshot_id)
-        target_id = target.snapshot_id
-        current = table.current_snapshot()
-        schema_before = table.metadata.current_schema_id
-        schema_after = schema_before
-        if not keep_schema:
-            if target.schema_id is None or target.schema_id not in table.schemas():
-                raise ConflictError(
-                    f"snapshot {target_id} of {tname} records no schema to restore "
-                    f"(schema id {target.schema_id}); roll back with --keep-schema "
-                    f"(keep_schema=True) to move only the snapshot")
-            schema_after = target.schema_id
-        previous_id = current.snapshot_id if current is not None else None
+        plan = plan_rollback(table, snapshot_id, keep_schema=keep_schema)
+        target_id = plan.target.snapshot_id
+        previous_id = plan.previous.snapshot_id if plan.previous is not None else None
         previous_short = (_TableFacts.of(table).short.get(previous_id, str(previous_id))
                           if previous_id is not None else None)
-        if previous_id != target_id or schema_after != schema_before:
+        if plan.kind != NO_CHANGE:
             tx = table.transaction()
-            if previous_id != target_id:
+            if plan.moves_snapshot:
                 manage = ManageSnapshots(tx)
-                if target_id in _ancestor_ids(table):
+                if plan.kind == ROLLBACK:
                     manage.rollback_to_snapshot(target_id)
                 else:
                     manage.set_current_snapshot(snapshot_id=target_id)
                 manage.commit()
-            if schema_after != schema_before:
-                _SetCurrentSchema(tx, schema_after).commit()
+            if plan.schema_after != plan.schema_before:
+                _SetCurrentSchema(tx, plan.schema_after).commit()
             tx.commit_transaction()
-        before_cols = _column_names(table, schema_before)
-        after_cols = _column_names(table, schema_after)
         return Rollback(
             table=str(tname),
-            snapshot=snapshot_info(load_table(catalog, tname), target),
+            snapshot=snapshot_info(load_table(catalog, tname), plan.target),
             previous_snapshot_id=previous_id,
             previous_short_id=previous_short,
-            previous_schema_id=schema_before,
-            schema_id=schema_after,
-            columns_removed=tuple(c for c in before_cols if c not in after_cols),
-            columns_restored=tuple(c for c in after_cols if c not in before_cols),
+            previous_schema_id=plan.schema_before,
+            schema_id=plan.schema_after,
+            columns_removed=plan.columns_removed,
+            columns_restored=plan.columns_restored,
+            kind=plan.kind,
         )
 
     return retry_lost_races(attempt, f"rolling back {tname}")

@@ -16,6 +16,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import TableAlreadyExistsError
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
 
 from icefloe.errors import ConflictError, InvalidInputError
 from icefloe.happenings import Actor, Dataset
@@ -70,6 +71,14 @@ def writer_properties(actor: Actor) -> dict[str, str]:
     if actor.run_id:
         props[RUN_ID_PROPERTY] = actor.run_id[:64]
     return props
+
+
+def writer_of(snapshot: Snapshot) -> dict[str, str | None]:
+    """Who wrote a snapshot, read back from its summary: ``user`` and ``run_id`` (None where
+    the summary does not say, e.g. a snapshot written by another engine)."""
+    props = snapshot.summary.additional_properties if snapshot.summary is not None else {}
+    return {"user": props.get(USER_PROPERTY) or None,
+            "run_id": props.get(RUN_ID_PROPERTY) or None}
 
 
 def _landed(table: Table, write_id: str) -> int | None:

@@ -21,7 +21,7 @@ from icefloe.errors import InvalidInputError, NotFoundError
 from icefloe.governance import access
 from icefloe.happenings import Actor, Happening, emit
 from icefloe.jobs import vault
-from icefloe.monitoring import mail
+from icefloe.monitoring import mail, points
 from icefloe.monitoring.rules import OK, RuleSpec, figure_of, next_state
 from icefloe.monitoring.webhooks import Delivery, check_url, deliver
 from icefloe.store import repo
@@ -170,6 +170,7 @@ def evaluate(db: Database, lakehouse: Lakehouse, settings: Settings,
                 measured[key] = monitor_deployment(
                     db, lakehouse, rule.deployment_id, rule.window,
                     min_samples=rule.min_samples, record=False, now_ms=now_ms)
+                points.record(db, measured[key])  # what the UI's charts show over time
         except Exception:  # one deployment that cannot be measured must not stop the rest
             if deployment_id is not None:
                 raise
@@ -182,8 +183,28 @@ def evaluate(db: Database, lakehouse: Lakehouse, settings: Settings,
         if change is not None:
             changes.append(change)
             emit(lambda: _happening(rule, change, measured[key]))  # noqa: B023 - called now
+    if deployment_id is None:
+        _sweep_unruled(db, lakehouse, {dep for dep, _, _ in measured}, now_ms)
     _send_pending(db, settings)
     return changes
+
+
+def _sweep_unruled(db: Database, lakehouse: Lakehouse, measured: set[str],
+                   now_ms: int | None) -> None:
+    """Measure the last hour of every serving deployment no rule measured, so each has
+    points for its charts over time."""
+    from icefloe.monitoring.monitor import monitor_deployment
+
+    with db.session() as s:
+        serving = list(s.scalars(select(Deployment.id).where(Deployment.status == "DEPLOYED")))
+    for dep_id in serving:
+        if dep_id in measured:
+            continue
+        try:
+            points.record(db, monitor_deployment(db, lakehouse, dep_id, "1h", record=False,
+                                                 now_ms=now_ms))
+        except Exception:  # one deployment that cannot be measured must not stop the rest
+            log.exception("measuring deployment %s failed", dep_id)
 
 
 def _happening(rule: AlertRule, change: dict[str, Any], window: dict[str, Any]) -> Happening:

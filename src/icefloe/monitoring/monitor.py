@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from icefloe.errors import NotFoundError
 from icefloe.happenings import Dataset
+from icefloe.monitoring import points
 from icefloe.monitoring.export import TABLE as PREDICTIONS
 from icefloe.monitoring.export import export_predictions
 from icefloe.monitoring.profile import PROFILE_FILE, ReferenceProfile
@@ -100,6 +101,7 @@ def _measure(db: Database, lakehouse: Lakehouse, deployment_id: str, window: str
     }
     if record and figures:
         _record(lakehouse, result, _predictions_read(lakehouse))
+        points.record(db, result)
     return result, rows
 
 

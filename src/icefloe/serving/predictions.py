@@ -172,7 +172,8 @@ class PredictionLog:
                                          "actor": row["actor"][:255],
                                          "action": row["action"][:64],
                                          "target": row["target"], "outcome": row["outcome"],
-                                         "detail": row.get("detail", "")[:2000]}))
+                                         "detail": row.get("detail", "")[:2000],
+                                         "key_id": row.get("key_id")}))
 
     def count_failure(self, deployment_id: str, status: int) -> None:
         """Count a call of a deployment answered with an error (written per minute)."""

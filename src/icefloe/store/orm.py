@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -195,11 +196,54 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    actor: Mapped[str] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(255), index=True)
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+    key_id: Mapped[str | None] = mapped_column(String(36), nullable=True, default=None)
+
+
+class MonitoringPoint(Base):
+    """One figure of one monitoring sweep of a deployment (what charts over time read)."""
+
+    __tablename__ = "monitoring_points"
+    __table_args__ = (Index("ix_monitoring_points_deployment_id_at_ms", "deployment_id",
+                            "at_ms"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(String(36))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    window_spec: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(64))
+    feature: Mapped[str] = mapped_column(String(255), default="")
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    model_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UiSession(Base):
+    """A web UI sign-in: only a salted hash of its cookie is stored; it dies with its key."""
+
+    __tablename__ = "ui_sessions"
+    prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    salt: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class SignInCode(Base):
+    """A one-time web UI sign-in for a key (what ``icefloe demo`` prints): salted hash only;
+    deleted when used."""
+
+    __tablename__ = "sign_in_codes"
+    prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    salt: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Build(Base):

@@ -7,6 +7,8 @@ transaction; errors are :mod:`icefloe.errors` types that name the project, job o
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -298,15 +300,45 @@ def runs_in(s: Session, statuses: frozenset[str] | set[str]) -> list[Run]:
 
 # -- audit ------------------------------------------------------------------------------
 
+# The key the current request acts with: set by the authentication layer, so every audit
+# event records it without each route passing it along.
+ACTING_KEY: ContextVar[str | None] = ContextVar("icefloe_acting_key", default=None)
+
+
 def audit(s: Session, actor: str, action: str, target: str, outcome: str,
-          detail: str = "") -> None:
-    """Record an audit event."""
+          detail: str = "", *, key_id: str | None = None) -> None:
+    """Record an audit event (``key_id``: the acting key, by default the request's)."""
     s.add(AuditEvent(at=now(), actor=actor, action=action, target=target, outcome=outcome,
-                     detail=detail[:2000]))
+                     detail=detail[:2000], key_id=key_id or ACTING_KEY.get()))
 
 
-def list_audit(s: Session, *, page_size: int = 100,
-               page_token: str | None = None) -> tuple[list[AuditEvent], str]:
-    """Audit events, newest first."""
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which audit events to list: each given field must match (``target`` and ``action``
+    by prefix, so ``run.`` or ``table/lending.`` select a family)."""
+
+    actor: str | None = None
+    key_id: str | None = None
+    target: str | None = None
+    action: str | None = None
+
+
+def _prefix(column: Any, text: str) -> Any:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(f"{escaped}%", escape="\\")
+
+
+def list_audit(s: Session, *, page_size: int = 100, page_token: str | None = None,
+               where: AuditFilter | None = None) -> tuple[list[AuditEvent], str]:
+    """Audit events, newest first, optionally filtered."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
+    if where is not None:
+        if where.actor:
+            query = query.where(AuditEvent.actor == where.actor)
+        if where.key_id:
+            query = query.where(AuditEvent.key_id == where.key_id)
+        if where.target:
+            query = query.where(_prefix(AuditEvent.target, where.target))
+        if where.action:
+            query = query.where(_prefix(AuditEvent.action, where.action))
     return page(query, s, page_size, page_token)
