@@ -21,6 +21,7 @@ ICEFLOE = [sys.executable, "-m", "icefloe.cli.main"]
 STORY_FOLDERS = ("e2e", "airflow")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.parent.name in STORY_FOLDERS:

@@ -143,6 +143,12 @@ class _TableFacts:
                                    table.metadata.refs))
 
 
+def table_facts(table: Table) -> _TableFacts:
+    """What describing many snapshots of one table needs from the whole table (current id,
+    ancestors, tags, short ids): compute it once and pass it to :func:`snapshot_info`."""
+    return _TableFacts.of(table)
+
+
 def snapshot_info(table: Table, snap: Snapshot, facts: _TableFacts | None = None
                   ) -> SnapshotInfo:
     """Describe one snapshot of ``table``."""

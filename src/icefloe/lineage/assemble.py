@@ -59,6 +59,9 @@ STARTED_BY_HAND = ("manual", "api", "cde")
 MAX_CHILDREN = 200  # derived neighbours of one node (snapshots of a table, runs of a task)
 
 
+TABLE_READERS = 10_000  # training runs of one table looked at (one search)
+
+
 class Assembler:
     """Reads a node's neighbours and description from the recorded edges and the stores.
 
@@ -76,6 +79,13 @@ class Assembler:
         self._tables: dict[str, Table | None] = {}
         self._registry: ModelRegistry | None = None
         self._runs: dict[str, Any] = {}
+        self._versions: dict[str, Any] = {}
+        self._experiment_ids: list[str] | None = None
+        # Per table, once per assembly: what describing its snapshots needs from the whole
+        # table, its snapshots' children, and the training runs that read each snapshot.
+        self._facts: dict[str, Any] = {}
+        self._children: dict[str, dict[int, list[Any]]] = {}
+        self._readers: dict[str, dict[str, list[Any]]] = {}
 
     # -- stores --------------------------------------------------------------------------
 
@@ -122,25 +132,62 @@ class Assembler:
 
     def model_version(self, key: str) -> Any:
         """An MLflow model version (None when unknown)."""
-        name, version = nodes.model_parts(key)
-        try:
-            return self.registry.client.get_model_version(name, str(version))
-        except Exception:  # unknown model or version
-            return None
+        if key not in self._versions:
+            name, version = nodes.model_parts(key)
+            try:
+                self._versions[key] = self.registry.client.get_model_version(name,
+                                                                              str(version))
+            except Exception:  # unknown model or version
+                self._versions[key] = None
+        return self._versions[key]
 
     def _experiments(self) -> list[str]:
-        try:
-            return [e.experiment_id for e in self.registry.client.search_experiments()]
-        except Exception:  # no MLflow store
-            return []
+        if self._experiment_ids is None:
+            try:
+                self._experiment_ids = [e.experiment_id for e in
+                                        self.registry.client.search_experiments()]
+            except Exception:  # no MLflow store
+                self._experiment_ids = []
+        return self._experiment_ids
 
-    def _search_runs(self, filter_string: str) -> list[Any]:
+    def table_facts(self, name: str, table: Table) -> Any:
+        """What describing a table's snapshots needs from the whole table (short ids, tags,
+        ancestors), computed once per assembly."""
+        if name not in self._facts:
+            from icefloe.lakehouse.snapshots import table_facts
+
+            self._facts[name] = table_facts(table)
+        return self._facts[name]
+
+    def _snapshot_children(self, name: str, table: Table) -> dict[int, list[Any]]:
+        if name not in self._children:
+            children: dict[int, list[Any]] = {}
+            for snap in table.metadata.snapshots:
+                if snap.parent_snapshot_id is not None:
+                    children.setdefault(snap.parent_snapshot_id, []).append(snap)
+            self._children[name] = children
+        return self._children[name]
+
+    def _trainings_of(self, name: str) -> dict[str, list[Any]]:
+        """The training runs that read a table, by the snapshot id they read (one search
+        per table, not one per snapshot)."""
+        if name not in self._readers:
+            found: dict[str, list[Any]] = {}
+            for run in self._search_runs(f"tags.`icefloe.table` = '{name}'",
+                                         limit=TABLE_READERS):
+                snap = (run.data.tags or {}).get("icefloe.snapshot_id")
+                if snap is not None:
+                    found.setdefault(str(snap), []).append(run)
+            self._readers[name] = found
+        return self._readers[name]
+
+    def _search_runs(self, filter_string: str, limit: int = MAX_CHILDREN) -> list[Any]:
         experiments = self._experiments()
         if not experiments:
             return []
         try:
             return list(self.registry.client.search_runs(experiments, filter_string,
-                                                         max_results=MAX_CHILDREN))
+                                                         max_results=limit))
         except Exception:
             log.debug("lineage: MLflow run search %r failed", filter_string, exc_info=True)
             return []
@@ -346,14 +393,12 @@ class Assembler:
         table = self.table(name)
         if table is None:
             return
-        for snap in table.metadata.snapshots:
-            if snap.parent_snapshot_id == snap_id:
-                yield Edge(here, nodes.snapshot(name, snap.snapshot_id), "parent of", "",
-                           iso_utc(snap.timestamp_ms) or "")
+        for snap in self._snapshot_children(name, table).get(snap_id, []):
+            yield Edge(here, nodes.snapshot(name, snap.snapshot_id), "parent of", "",
+                       iso_utc(snap.timestamp_ms) or "")
         if not name.replace(".", "").replace("_", "").isalnum():
             return
-        for run in self._search_runs(f"tags.`icefloe.table` = '{name}' and "
-                                     f"tags.`icefloe.snapshot_id` = '{snap_id}'"):
+        for run in self._trainings_of(name).get(str(snap_id), [])[:MAX_CHILDREN]:
             yield Edge(here, nodes.training(run.info.run_id), "read by", "",
                        iso_utc(run.info.start_time) or "")
 
@@ -457,7 +502,7 @@ class Assembler:
         from icefloe.lakehouse.snapshots import snapshot_info
 
         table, snap = found
-        info = snapshot_info(table, snap)
+        info = snapshot_info(table, snap, self.table_facts(nodes.snapshot_parts(key)[0], table))
         name, _ = nodes.snapshot_parts(key)
         props = snap.summary.additional_properties if snap.summary is not None else {}
         added = f", +{info.added_rows:,} rows" if info.added_rows else ""

@@ -105,6 +105,8 @@ def number(value: Any, digits: int = 3) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:  # a count logged as a float
+            return f"{int(value):,}"
         return f"{value:,.{digits}f}"
     return str(value)
 

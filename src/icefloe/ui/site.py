@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Router
@@ -134,7 +135,8 @@ class UiMiddleware:
         self.app = app
         self.context = context
         self.context.api_app = app
-        self.router = router
+        # Pages and assets are compressed (a page of log or a long table shrinks ~7x).
+        self.router = GZipMiddleware(router, minimum_size=1024)
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:

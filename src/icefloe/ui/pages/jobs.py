@@ -14,7 +14,7 @@ from icefloe.ui.calls import ApiError
 from icefloe.ui.render import PAGE_SIZE, offset_of, page
 from icefloe.ui.site import api, form, principal, run, ui_of
 
-LOG_PAGE = 256 * 1024  # a page of a large log; the rest is one click (or request) away
+LOG_PAGE = 64 * 1024  # a page of a large log; the rest is one click (or request) away
 
 
 async def overview(request: Request) -> Response:
