@@ -97,6 +97,7 @@ def pages(home: Home) -> list[tuple[str, str]]:
         ("lineage deployment", f"/ui/lineage?node=deployment:{dep}"),
         ("lineage snapshot", f"/ui/lineage?node=snapshot:{TABLE}@{snaps[len(snaps) // 2]}"),
         ("lineage table", f"/ui/lineage?node=table:{TABLE}"),
+        ("lineage table ?depth=3", f"/ui/lineage?node=table:{TABLE}&depth=3"),
         ("lineage run (Airflow)", f"/ui/lineage?node=run:{run_id}"),
     ]
 

@@ -16,16 +16,16 @@ from icefloe.lakehouse import Lakehouse
 
 ICEFLOE = [sys.executable, "-m", "icefloe.cli.main"]
 # `make test` runs the suite in two processes (pytest-xdist, --dist loadgroup): the slow
-# stories that share Airflow's virtualenv run one after another in one of them, everything
-# else is shared out.
+# stories that share Airflow's virtualenv run one after another in one of them, and every
+# other module runs whole in one process (module fixtures are made once, in test order).
 STORY_FOLDERS = ("e2e", "airflow")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.parent.name in STORY_FOLDERS:
-            item.add_marker(pytest.mark.xdist_group("story"))
+        story = item.path.parent.name in STORY_FOLDERS
+        item.add_marker(pytest.mark.xdist_group("story" if story else item.path.stem))
 
 
 def open_to_jobs(path: Path) -> None:

@@ -22,6 +22,7 @@ SHOTS = Path(os.environ.get("ICEFLOE_TEST_ARTIFACTS",
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(1800)  # two whole stories and a browser walk, on a busy 2-core machine
 def test_demo_runs_the_whole_story_twice(tmp_path, airflow_venv) -> None:
     home = tmp_path / "home"
     args = ["demo", "--rows", "2000", "--bad-rows", "500", "--airflow-venv", str(airflow_venv)]

@@ -185,6 +185,57 @@ def tags(ctx: typer.Context, name: str, as_json: bool = JSON) -> None:
         print_rows(rows, ["tag", "snapshot", "snapshot_id"], title=f"{name} tags")
 
 
+@app.command("ingest")
+def ingest(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The Iceberg table to append new rows to "
+                                         "(namespace.table; made on the first load)."),
+    source_table: str = typer.Option(..., "--source-table",
+                                     help="The operational table: TABLE or SCHEMA.TABLE."),
+    watermark: str = typer.Option(..., "--watermark",
+                                  help="Its column that grows with every new row (an id, an "
+                                       "insert time)."),
+    staging: str | None = typer.Option(None, "--staging",
+                                       help="An Iceberg table each load's rows land in first "
+                                            "(replaced every load)."),
+    limit: int | None = typer.Option(None, "--limit", min=1,
+                                     help="Load at most this many rows (the oldest new ones)."),
+    evolve: bool = typer.Option(False, "--evolve",
+                                help="Add columns the source gained to the table."),
+    source_url_env: str = typer.Option(
+        "ICEFLOE_SOURCE_URL", "--source-url-env",
+        help="The environment variable holding the source database's SQLAlchemy URL (e.g. a "
+             "job's secret variable); the URL is never printed with its password."),
+    as_json: bool = JSON,
+) -> None:
+    """Load the new rows of an operational database table (by a watermark column) into a
+    staging table and an Iceberg table, exactly once across reruns and crashes."""
+    import os
+
+    from icefloe.lakehouse.ingest import Source
+    from icefloe.lakehouse.ingest import ingest as load
+
+    url = os.environ.get(source_url_env, "")
+    if not url:
+        raise InvalidInputError(f"the source database URL is not set: put it in "
+                                f"${source_url_env} (or name another variable with "
+                                "--source-url-env)")
+    source = Source(url, source_table, watermark)
+    done = load(state(ctx).lakehouse, source, name, staging=staging, limit=limit,
+                evolve=evolve)
+    if as_json:
+        print_json(done.to_dict())
+        return
+    if not done.rows:
+        note(f"no new rows in {source.table} after watermark "
+             f"{done.watermark_before}; {name} unchanged")
+        return
+    success(f"{done.rows:,} new rows from {source.table} into {name} (snapshot "
+            f"{done.snapshot_id}); watermark "
+            f"{'none' if done.watermark_before is None else done.watermark_before} -> "
+            f"{done.watermark_after}")
+
+
 @app.command("rollback")
 def rollback(
     ctx: typer.Context,

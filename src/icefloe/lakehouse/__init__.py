@@ -109,6 +109,7 @@ class Lakehouse:
         properties: dict[str, str] | None = None,
         table_properties: dict[str, str] | None = None,
         replacing: tuple[str, Sequence[str]] | None = None,
+        precondition: Callable[[Table], None] | None = None,
         inputs: Sequence[Dataset] = (),
         actor: Actor | None = None,
         happening: str | None = "table.write",
@@ -138,6 +139,7 @@ class Lakehouse:
             properties={**_tables.writer_properties(who), **(properties or {})},
             table_properties=table_properties,
             replacing=replacing,
+            precondition=precondition,
         )
         if happening:
             emit(lambda: Happening(happening, actor=who, inputs=tuple(inputs),

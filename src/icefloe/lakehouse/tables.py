@@ -8,7 +8,7 @@ tell whether the earlier attempt landed, which makes concurrent appends exactly-
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import pyarrow as pa
@@ -101,6 +101,7 @@ def write_arrow(
     properties: dict[str, str] | None = None,
     table_properties: dict[str, str] | None = None,
     replacing: tuple[str, Sequence[str]] | None = None,
+    precondition: Callable[[Table], None] | None = None,
 ) -> WriteResult:
     """Write an Arrow table to an Iceberg table in one commit.
 
@@ -116,6 +117,9 @@ def write_arrow(
         replacing: ``(column, values)``: with ``append``, rows whose ``column`` holds one of
             ``values`` are deleted in the same commit, so rows can be replaced by key (an
             upsert whose keys the caller knows); a reader sees the old rows or the new ones.
+        precondition: Called with the table as it is right before each commit attempt
+            (again after a lost race); raising stops the write with nothing committed, e.g.
+            when another writer moved a watermark this write depends on.
 
     Returns:
         The snapshot the write created.
@@ -140,6 +144,8 @@ def write_arrow(
         table = load_table(catalog, tname)
         if (done := _landed(table, write_id)) is not None:
             return _result(catalog, tname, mode, data, done)
+        if precondition is not None:
+            precondition(table)
         plan = plan_write(str(tname), table.schema(), data.schema, evolve)
         with table.transaction() as tx:
             if plan.changes_schema:

@@ -120,11 +120,14 @@ async def build(request: Request) -> Response:
 async def lineage(request: Request) -> Response:
     """The lineage graph around any node (``?node=kind:id``), as the caller may see it."""
     node = request.query_params.get("node", "")[:1000]
+    depth = request.query_params.get("depth", "2")
+    depth = depth if depth in ("1", "2", "3", "4", "5") else "2"
     try:
-        graph = await api(request).get(f"/api/v2/lineage/{node}", depth=3)
+        graph = await api(request).get(f"/api/v2/lineage/{node}", depth=depth)
     except ApiError as exc:
         return refused(request, exc)
-    return page(request, "lineage.html", node=node, chain=lineage_columns(graph["nodes"]))
+    return page(request, "lineage.html", node=node, depth=int(depth),
+                chain=lineage_columns(graph["nodes"]))
 
 
 ROUTES = [
