@@ -11,6 +11,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# Iceberg's Spark runtime and JDBC drivers from Maven Central (Spark's native path).
+	$(BIN)/python -m icefloe.compute.jars
 	@touch $(STAMP)
 
 airflow:
@@ -30,9 +32,9 @@ browser:
 		  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; }; } || \
 		{ echo "the browser tests need Chromium: install Debian's 'chromium' package"; exit 1; }
 
-# Two processes: the end-to-end stories in one, the rest shared out (see tests/conftest.py).
+# Two processes, each module whole in one of them (see tests/conftest.py).
 test: install browser
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not e2e"

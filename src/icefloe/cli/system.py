@@ -104,6 +104,14 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
     except ConfigError as exc:
         java = None
         missing.append(f"java: {exc.message}")
+    from icefloe.compute.native import spark_iceberg
+
+    try:
+        reach = spark_iceberg(settings)
+        spark_reach = {"path": "native" if reach.native else "bridge", "why": reach.reason}
+    except ConfigError as exc:
+        spark_reach = {"path": "none", "why": exc.message}
+        missing.append(f"spark iceberg: {exc.message}")
     if not settings.home.exists():
         missing.append(f"home {settings.home} does not exist yet: run icefloe init")
     warnings = exposure(settings)
@@ -131,6 +139,7 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
         "ok": ok,
         "versions": versions,
         "java": java,
+        "spark_iceberg": spark_reach,
         "paths": paths,
         "settings": setting_rows,
         "missing": missing,
@@ -147,6 +156,8 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
             console.print(
                 f"java      {java['version']} from {java['source']} ({java['home']})"
             )
+        console.print(f"spark     reaches Iceberg tables by the {spark_reach['path']} "
+                      f"path: {spark_reach['why']}", markup=False, soft_wrap=True)
         for key, value in paths.items():
             console.print(f"{key:<9} {value}")
         print_rows([{"setting": k, "value": v["value"], "source": v["source"]}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from icefloe.compute.java import find_java
+from icefloe.compute.native import spark_iceberg
 from icefloe.config import Settings, load_settings
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -33,7 +34,10 @@ def spark_session(
     """Get (or create) a Spark session configured for icefloe.
 
     The session uses the Java chosen by :func:`icefloe.compute.java.find_java`, runs Python
-    workers with this interpreter, keeps times in UTC and turns Arrow transfers on.
+    workers with this interpreter, keeps times in UTC and turns Arrow transfers on. When
+    Iceberg's Spark runtime is fetched, the session has a catalog named like icefloe's
+    (``settings.catalog_name``) over the same catalog database and warehouse, so Spark SQL
+    reads and writes icefloe's tables natively (see :mod:`icefloe.compute.native`).
 
     Args:
         settings: Settings (master, app name, UI, driver memory); loaded if omitted.
@@ -70,7 +74,8 @@ def spark_session(
             f"-Dderby.system.home={scratch} -Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
         )
     )
-    for key, value in (config or {}).items():
+    # Spark's own Iceberg catalog over PyIceberg's database, when its jars are fetched.
+    for key, value in {**spark_iceberg(settings).config, **(config or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
