@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/monitoring.py
 	$(BIN)/python bench/ui.py
+	$(BIN)/python bench/spark_native.py
 
 clean:
 	rm -rf $(VENV) .venv-airflow .icefloe .pytest_cache .mypy_cache .ruff_cache
