@@ -4,8 +4,6 @@ across reruns, a failed load, a race and a rollback; the CLI as a job would run 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,30 +22,19 @@ from icefloe.lakehouse.ingest import (
     read_increment,
 )
 from tests.conftest import run_cli
+from tests.postgres import fresh_database
 
-POSTGRES = os.environ.get("ICEFLOE_TEST_POSTGRES_URL", "")
 T, STAGING = "lending.loans_ops", "staging.loans_ops"
 
 
 @pytest.fixture
 def ops_db() -> Iterator[str]:
     """A fresh database on the test PostgreSQL with an operational table ``ops.loans``."""
-    if not POSTGRES:
-        pytest.skip("ICEFLOE_TEST_POSTGRES_URL not set (.ci/run sets it)")
-    name = f"icefloe_ops_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES.rsplit("/", 1)[0] + f"/{name}"
-    _sql(url, "CREATE SCHEMA ops; CREATE TABLE ops.loans (id bigint PRIMARY KEY, "
-              "amount numeric(12, 2) NOT NULL, status text, created_at timestamptz NOT NULL)")
-    try:
+    with fresh_database("icefloe_ops") as url:
+        _sql(url, "CREATE SCHEMA ops; CREATE TABLE ops.loans (id bigint PRIMARY KEY, "
+                  "amount numeric(12, 2) NOT NULL, status text, created_at timestamptz "
+                  "NOT NULL)")
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _sql(url: str, statements: str) -> None:

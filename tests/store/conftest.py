@@ -4,17 +4,13 @@
 every store test on both backends.
 """
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from icefloe.store.db import Database
-
-POSTGRES = os.environ.get("ICEFLOE_TEST_POSTGRES_URL", "")
+from tests.postgres import fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -25,16 +21,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         yield database
         database.dispose()
         return
-    if not POSTGRES:
-        pytest.skip("ICEFLOE_TEST_POSTGRES_URL not set (.ci/run sets it)")
-    name = f"icefloe_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database = Database(POSTGRES.rsplit("/", 1)[0] + f"/{name}")
-    yield database
-    database.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database("icefloe_test") as url:
+        database = Database(url)
+        yield database
+        database.dispose()
