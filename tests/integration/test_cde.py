@@ -105,7 +105,7 @@ def test_cml_runs_answer_a_repeated_idempotency_key_with_the_same_run(
     # The same key with another request is a mistake, not the same run.
     other = cp.client.post(f"/projects/{p}/jobs/{job}/runs", headers=key,
                            json={"arguments": "--batch 8"})
-    assert other.status_code == 422 and "other arguments or environment" in other.text
+    assert other.status_code == 422 and "other arguments, environment" in other.text
     assert len(cp.runs(p, job)) == 3
 
 
@@ -159,8 +159,11 @@ def test_a_project_is_a_cde_virtual_cluster(cp: ControlPlane) -> None:
     assert api.post(f"/job-runs/{slow}/kill").status_code == 409
 
     assert api.post("/jobs/nope/run", json={}).status_code == 404
-    unknown = api.post("/jobs/etl/run", json={"overrides": {"spark": {"conf": {"a": "b"}}}})
-    assert unknown.status_code == 422 and "conf" in unknown.text
+    unknown = api.post("/jobs/etl/run", json={"overrides": {"spark": {"jars": ["x.jar"]}}})
+    assert unknown.status_code == 422 and "jars" in unknown.text
+    not_spark = api.post("/jobs/etl/run", json={"overrides": {"spark": {"conf": {"a": "b"}}}})
+    assert not_spark.status_code == 422
+    assert "overrides.spark" in not_spark.json()["error"]["message"] and "'a'" in not_spark.text
     # Another project's run numbers are not this cluster's.
     elsewhere = httpx.get(f"{root(cp)}/cde/{other}/api/v1/job-runs/{number}",
                           headers={"Authorization": f"Bearer {cp.key}"})

@@ -8,7 +8,9 @@ of a CDE virtual cluster and polls it. Here a virtual cluster is an icefloe proj
 key until it expires or the key is revoked.
 
 CDE's run request maps onto an icefloe run: ``variables`` become variables of the run's
-environment, ``overrides.spark.args`` its arguments, and ``requestID`` (or an
+environment, ``overrides.spark.args`` its arguments, ``overrides.spark``'s driver and executor
+settings (``driverMemory``, ``executorCores``, ``numExecutors``, ``conf``...) the Spark settings
+of a spark-submit run, and ``requestID`` (or an
 ``Idempotency-Key`` header) its idempotency key: a repeated one answers 409 with the run it
 started, which is what the operator expects.
 """
@@ -34,6 +36,7 @@ from icefloe.auth.refusals import Refusals, source_of
 from icefloe.errors import ConflictError, InvalidInputError
 from icefloe.jobs import states
 from icefloe.jobs.runner import Runner
+from icefloe.jobs.submit import MAX_CONF, MAX_CONF_VALUE, MAX_CORES, from_cde
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.orm import Job, Run
@@ -49,14 +52,24 @@ CDE_STATUS = {states.SCHEDULING: "starting", states.STARTING: "starting",
 
 
 class SparkOverrides(BaseModel, extra="forbid"):
-    """The part of CDE's ``overrides.spark`` icefloe honours."""
+    """The part of CDE's ``overrides.spark`` icefloe honours (the settings apply to
+    spark-submit jobs)."""
 
     args: list[Annotated[str, Field(max_length=4096)]] | None = Field(
         None, max_length=1000, description="The run's arguments instead of the job's")
+    driverMemory: Annotated[str | None, Field(max_length=16)] = None  # noqa: N815
+    executorMemory: Annotated[str | None, Field(max_length=16)] = None  # noqa: N815
+    driverCores: Annotated[int | None, Field(ge=1, le=MAX_CORES)] = None  # noqa: N815
+    executorCores: Annotated[int | None, Field(ge=1, le=MAX_CORES)] = None  # noqa: N815
+    numExecutors: Annotated[int | None, Field(ge=1, le=MAX_CORES)] = None  # noqa: N815
+    conf: Annotated[dict[Annotated[str, Field(max_length=256)],
+                         Annotated[str, Field(max_length=MAX_CONF_VALUE)]] | None,
+                    Field(max_length=MAX_CONF)] = None
 
 
 class Overrides(BaseModel, extra="forbid"):
-    """CDE's per-run overrides (only ``spark.args``; anything else is refused by name)."""
+    """CDE's per-run overrides (``spark``'s arguments and driver/executor settings; anything
+    else is refused by name)."""
 
     spark: SparkOverrides | None = None
 
@@ -162,9 +175,11 @@ def add_cde_routes(app: FastAPI, database: Database, runner: Runner) -> None:
         arguments = shlex.join(spark.args) if spark and spark.args is not None else None
         # CDE's requestID, or the Idempotency-Key header the CML routes take too.
         key = body.requestID or idempotency_key
+        settings = from_cde(spark.model_dump(exclude={"args"}, exclude_none=True)) \
+            if spark else None
         run, started = request_run(
             database, request, project_id, job_name, by_name=True,
-            idempotency_key=key, arguments=arguments,
+            idempotency_key=key, arguments=arguments, spark=settings or None,
             environment=dict(body.variables) if body.variables else None, number=True)
         if started:
             return JSONResponse({"id": run["number"]}, status_code=201)

@@ -24,6 +24,7 @@ from icefloe.jobs import folders, vault
 from icefloe.jobs.environment import MAX_VALUE, MAX_VARIABLES, check_variables
 from icefloe.jobs.runner import Runner
 from icefloe.jobs.spec import MAX_INT, MAX_TEXT
+from icefloe.jobs.submit import MAX_CONF, MAX_CONF_VALUE, MAX_CORES, check_spark
 from icefloe.names import valid_name
 from icefloe.store import repo
 from icefloe.store.db import Database
@@ -53,7 +54,8 @@ def job_json(j: Job) -> dict[str, Any]:
             "secret_environment": vault.masked(j.secret_environment),
             "cpu": j.cpu, "memory": j.memory, "timeout": j.timeout, "retries": j.retries,
             "parent_id": j.parent_job_id or "", "parent_job_id": j.parent_job_id or "",
-            "schedule": j.schedule, "paused": j.paused, "created_by": j.created_by,
+            "schedule": j.schedule, "paused": j.paused, "spark": j.spark or {},
+            "created_by": j.created_by,
             "created_at": iso_utc(j.created_at), "updated_at": iso_utc(j.updated_at)}
 
 
@@ -62,7 +64,7 @@ def run_json(r: Run) -> dict[str, Any]:
     return {"id": r.id, "job_id": r.job_id, "project_id": r.project_id, "status": r.status,
             "trigger": r.trigger, "triggered_by": r.triggered_by, "run_as": r.run_as,
             "parent_run_id": r.parent_run_id or "", "attempt": r.attempt,
-            "exit_code": r.exit_code, "reason": r.reason,
+            "exit_code": r.exit_code, "reason": r.reason, "spark": r.spark or {},
             "created_at": iso_utc(r.created_at), "scheduling_at": iso_utc(r.created_at),
             "starting_at": iso_utc(r.started_at), "running_at": iso_utc(r.started_at),
             "finished_at": iso_utc(r.ended_at)}
@@ -87,6 +89,26 @@ class ProjectIn(BaseModel):
                           "against it); default: a new folder named after the project")
 
 
+class SparkSettings(BaseModel, extra="forbid"):
+    """Driver and executor settings of a spark-submit job or run (see icefloe.jobs.submit)."""
+
+    driver_memory: Annotated[str | None, Field(max_length=16, examples=["1g"])] = None
+    executor_memory: Annotated[str | None, Field(max_length=16, examples=["2g"])] = None
+    driver_cores: Annotated[int | None, Field(ge=1, le=MAX_CORES)] = None
+    executor_cores: Annotated[int | None, Field(ge=1, le=MAX_CORES)] = None
+    num_executors: Annotated[int | None, Field(ge=1, le=MAX_CORES)] = None
+    conf: Annotated[dict[Annotated[str, Field(max_length=256)],
+                         Annotated[str, Field(max_length=MAX_CONF_VALUE)]] | None,
+                    Field(max_length=MAX_CONF)] = None
+
+
+def spark_of(body: SparkSettings | None) -> dict[str, Any] | None:
+    """The given settings of a request body, checked (None when there are none)."""
+    if body is None:
+        return None
+    return check_spark(body.model_dump(exclude_none=True)) or None
+
+
 class JobIn(BaseModel):
     """Create a job (CML field names)."""
 
@@ -105,6 +127,8 @@ class JobIn(BaseModel):
     parent_job_id: Annotated[str | None, ID] = None
     schedule: Annotated[str, Field(max_length=255)] = ""
     paused: bool = False
+    spark: SparkSettings | None = Field(
+        None, description="Driver and executor settings (kernel spark-submit)")
 
 
 class JobPatch(BaseModel):
@@ -123,6 +147,7 @@ class JobPatch(BaseModel):
     parent_job_id: Annotated[str | None, ID] = None
     schedule: Annotated[str | None, Field(max_length=255)] = None
     paused: bool | None = None
+    spark: SparkSettings | None = None
 
 
 class RunIn(BaseModel):
@@ -132,6 +157,8 @@ class RunIn(BaseModel):
         None, description="This run's arguments instead of the job's")
     environment: Variables | None = Field(
         None, description="Variables added to the job's for this run only")
+    spark: SparkSettings | None = Field(
+        None, description="Spark settings over the job's for this run only (spark-submit)")
 
 
 IDEMPOTENCY_KEY = Header(None, max_length=255, description=(
@@ -142,7 +169,8 @@ IDEMPOTENCY_KEY = Header(None, max_length=255, description=(
 def request_run(database: Database, request: Request, project_id: str, job_ref: str, *,
                 by_name: bool = False, idempotency_key: str | None = None,
                 arguments: str | None = None, environment: dict[str, str] | None = None,
-                number: bool = False) -> tuple[dict[str, Any], bool]:
+                spark: dict[str, Any] | None = None, number: bool = False
+                ) -> tuple[dict[str, Any], bool]:
     """Start a run of a job, or find the one an earlier request with the same key started.
 
     Args:
@@ -154,6 +182,7 @@ def request_run(database: Database, request: Request, project_id: str, job_ref: 
         idempotency_key: The caller's key for this request (None: always a new run).
         arguments: The run's own arguments (None: the job's).
         environment: Variables added to the job's for this run.
+        spark: Spark settings over the job's for this run (checked).
         number: Also give the run its integer id (``"number"``) for the CDE routes.
 
     Returns:
@@ -174,10 +203,12 @@ def request_run(database: Database, request: Request, project_id: str, job_ref: 
         run = repo.run_by_key(s, job.id, idempotency_key) if idempotency_key else None
         if run is None:
             return None
-        if (run.arguments, run.environment or None) != (arguments, environment or None):
+        if (run.arguments, run.environment or None, run.spark or None) != \
+                (arguments, environment or None, spark or None):
             raise InvalidInputError(
                 f"idempotency key {idempotency_key!r} was used for run {run.id} of job "
-                f"{job.name!r} with other arguments or environment; use a new key")
+                f"{job.name!r} with other arguments, environment or Spark settings; use a "
+                "new key")
         return {**run_json(run), **({"number": repo.run_number(s, run.id)} if number else {})}
 
     for _ in range(2):
@@ -192,7 +223,7 @@ def request_run(database: Database, request: Request, project_id: str, job_ref: 
                 run = repo.create_run(s, job, "api", who,
                                       run_as=principal.user if principal else "",
                                       idempotency_key=idempotency_key, arguments=arguments,
-                                      environment=environment)
+                                      environment=environment, spark=spark)
                 repo.audit(s, who, "run.create", f"run/{run.id}", "ok", job.name)
                 out = run_json(run)
                 if number:
@@ -253,6 +284,8 @@ def _people_only(request: Request, what: str) -> None:
 
 def _job_fields(body: BaseModel, settings: Settings, *, exclude_unset: bool) -> dict[str, Any]:
     fields = body.model_dump(exclude_unset=exclude_unset)
+    if "spark" in fields:
+        fields["spark"] = spark_of(getattr(body, "spark", None)) or {}
     if fields.get("secret_environment") is not None:
         # Checked here, before sealing: the store only ever sees ciphertext.
         check_variables(fields["secret_environment"], "secret_environment")
@@ -378,7 +411,8 @@ def add_project_routes(router: APIRouter, database: Database, settings: Settings
         run, started = request_run(
             database, request, project_id, job_id, idempotency_key=idempotency_key,
             arguments=body.arguments if body else None,
-            environment=body.environment if body else None)
+            environment=body.environment if body else None,
+            spark=spark_of(body.spark) if body else None)
         if not started:
             response.status_code = 200  # the run an earlier request with this key started
         return run

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -87,6 +88,24 @@ def _secret_environment(names: list[str]) -> dict[str, str]:
     return secrets
 
 
+def _spark_settings(driver_memory: str | None, executor_memory: str | None,
+                    executor_cores: int | None, num_executors: int | None,
+                    conf: list[str]) -> dict[str, Any]:
+    """The ``--driver-memory``... options as a job's ``spark`` field (checked by the API)."""
+    out: dict[str, Any] = {k: v for k, v in (
+        ("driver_memory", driver_memory), ("executor_memory", executor_memory),
+        ("executor_cores", executor_cores), ("num_executors", num_executors)) if v is not None}
+    properties = {}
+    for item in conf:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--conf {item!r}: expected spark.KEY=VALUE")
+        properties[key] = value
+    if properties:
+        out["conf"] = properties
+    return out
+
+
 @job_app.command("create")
 def job_create(
     project: str = typer.Option(..., "--project", "-p", help="Project name or id."),
@@ -103,7 +122,18 @@ def job_create(
     retries: int = typer.Option(0, "--retries"),
     parent: str | None = typer.Option(None, "--parent", help="Parent job name or id."),
     schedule: str = typer.Option("", "--schedule", help="Cron expression."),
-    kernel: str = typer.Option("python3", "--kernel", help="python3 or spark."),
+    kernel: str = typer.Option(
+        "python3", "--kernel",
+        help="python3, spark (the script makes its own Spark session) or spark-submit (the "
+             "script is submitted to the Spark master as an application)."),
+    driver_memory: str | None = typer.Option(None, "--driver-memory", help="spark-submit: "
+                                             "e.g. 1g."),
+    executor_memory: str | None = typer.Option(None, "--executor-memory",
+                                               help="spark-submit: e.g. 2g."),
+    executor_cores: int | None = typer.Option(None, "--executor-cores", help="spark-submit."),
+    num_executors: int | None = typer.Option(None, "--num-executors", help="spark-submit."),
+    spark_conf: list[str] = typer.Option([], "--conf", metavar="spark.KEY=VALUE",
+                                         help="spark-submit: a Spark property (repeatable)."),
     url: str | None = URL, api_key: str | None = KEY, api_key_file: Path | None = KEY_FILE,
     as_json: bool = JSON,
 ) -> None:
@@ -118,7 +148,11 @@ def job_create(
     both = sorted(set(environment) & set(secrets))
     if both:
         raise InvalidInputError(f"{', '.join(both)}: given by both --env and --secret-env")
-    fields = {"secret_environment": secrets} if secrets else {}
+    fields: dict[str, Any] = {"secret_environment": secrets} if secrets else {}
+    spark = _spark_settings(driver_memory, executor_memory, executor_cores, num_executors,
+                            spark_conf)
+    if spark:
+        fields["spark"] = spark
     with connect(url, api_key, api_key_file) as client:
         pid = client.project(project)["id"]
         parent_id = client.job(pid, parent)["id"] if parent else None

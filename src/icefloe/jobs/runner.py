@@ -14,6 +14,7 @@ credential; the token ends with the run.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import shlex
@@ -39,7 +40,7 @@ from icefloe.config import Settings
 from icefloe.errors import IcefloeError
 from icefloe.happenings import Actor, Happening, emit
 from icefloe.home import job_identity, unreachable
-from icefloe.jobs import folders, launcher, states, vault
+from icefloe.jobs import folders, launcher, states, submit, vault
 from icefloe.jobs.environment import run_environment
 from icefloe.store import repo
 from icefloe.store.db import Database
@@ -244,7 +245,8 @@ class Runner:
             retry = repo.create_run(s, job, "retry", f"run/{run.id}",
                                     parent_run_id=run.parent_run_id,
                                     attempt=run.attempt + 1, run_as=run.run_as,
-                                    arguments=run.arguments, environment=run.environment)
+                                    arguments=run.arguments, environment=run.environment,
+                                    spark=run.spark)
             # Exponential backoff: the retry waits in the queue until its time comes.
             retry.created_at = repo.now() + timedelta(
                 seconds=min(RETRY_BACKOFF_S * 2 ** (run.attempt - 1), 300))
@@ -343,6 +345,9 @@ class Runner:
                             job.arguments if run.arguments is None else run.arguments,
                             {**job.environment, **(run.environment or {})}, job.timeout,
                             job.secret_environment)
+            application = (submit.application_name(job.name, run.id),
+                           submit.merged(job.spark, run.spark)) \
+                if job.kernel == "spark-submit" else None
             project_path = project.path
             icefloe_run = Run(id=run.id, job_id=run.job_id, project_id=run.project_id,
                               run_as=run.run_as, triggered_by=run.triggered_by)
@@ -359,8 +364,13 @@ class Runner:
                 raise FileNotFoundError(f"script {script!r} is outside the project")
             if not script_path.is_file():
                 raise FileNotFoundError(f"script {script!r} not found in {folder}")
+            program = [sys.executable, str(script_path)]
+            extra: dict[str, str] = {}
+            if application is not None:
+                program, extra = self._application(application, script_path)
             if ident is not None:
-                for needed in (script_path, Path(sys.executable), Path(launcher.__file__)):
+                for needed in (script_path, Path(sys.executable), Path(launcher.__file__),
+                               Path(program[0])):
                     why = unreachable(needed, ident)
                     if why:
                         raise PermissionError(f"job user {ident.name} cannot read {needed} "
@@ -370,11 +380,12 @@ class Runner:
                 os.chown(scratch, ident.uid, ident.gid)
             env = run_environment(os.environ, home=scratch,
                                   bin_dir=os.path.dirname(sys.executable),
-                                  icefloe=self._icefloe_variables(icefloe_run, token, scratch),
+                                  icefloe={**self._icefloe_variables(icefloe_run, token,
+                                                                     scratch), **extra},
                                   job=environment, secrets=vault.unseal(self.settings, sealed))
             # No shell: the script path and arguments go to exec as a list.
             command = [sys.executable, "-I", "-S", launcher.__file__, str(os.getpid()),
-                       sys.executable, str(script_path), *shlex.split(arguments)]
+                       *program, *shlex.split(arguments)]
             process = subprocess.Popen(
                 command, cwd=folder, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
@@ -399,6 +410,24 @@ class Runner:
             if run is not None:
                 told = _described(s, run, "START")
         emit(lambda: told)
+
+    def _application(self, application: tuple[str, dict[str, object]],
+                     script_path: Path) -> tuple[list[str], dict[str, str]]:
+        """``spark-submit`` and its options for a spark-submit run (the script's arguments
+        follow), and the variables Spark's launcher needs."""
+        from icefloe.compute.java import find_java
+
+        name, spark = application
+        found = importlib.util.find_spec("pyspark")
+        if found is None or found.origin is None:
+            raise FileNotFoundError("spark-submit jobs need pyspark: pip install 'pyspark>=3.5'")
+        spark_submit = Path(found.origin).parent / "bin" / "spark-submit"
+        program = submit.submit_command(str(spark_submit), master=self.settings.spark_master,
+                                        name=name, spark=spark, script=str(script_path),
+                                        arguments=[])
+        java = find_java(self.settings.java)
+        return program, {"JAVA_HOME": java.home, "PYSPARK_PYTHON": sys.executable,
+                         "PYSPARK_DRIVER_PYTHON": sys.executable}
 
     # -- requests ------------------------------------------------------------------------
 

@@ -13,11 +13,15 @@ from typing import Any
 
 from icefloe.errors import InvalidInputError
 from icefloe.jobs.environment import check_variables
+from icefloe.jobs.submit import check_spark
 from icefloe.names import valid_name
 
 FIELDS = ("name", "script", "kernel", "arguments", "environment", "secret_environment",
-          "cpu", "memory", "timeout", "retries", "parent_job_id", "schedule", "paused")
-KERNELS = ("python3", "spark")
+          "cpu", "memory", "timeout", "retries", "parent_job_id", "schedule", "paused",
+          "spark")
+# python3 and spark run the script with icefloe's Python (spark: it makes its own session);
+# spark-submit submits it as an application to the Spark master (see jobs.submit).
+KERNELS = ("python3", "spark", "spark-submit")
 COUNTS = ("cpu", "memory", "timeout", "retries")
 MAX_TEXT = 10_000
 MAX_INT = 2**31 - 1
@@ -100,6 +104,8 @@ def check_job_fields(fields: dict[str, Any], *, creating: bool) -> dict[str, Any
             out[field] = value
     if "schedule" in fields:
         out["schedule"] = _schedule(fields["schedule"])
+    if "spark" in fields:
+        out["spark"] = check_spark(fields["spark"])
     if "paused" in fields:
         out["paused"] = bool(fields["paused"])
     if "parent_job_id" in fields:

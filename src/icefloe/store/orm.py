@@ -62,6 +62,8 @@ class Job(Base):
     created_by: Mapped[str] = mapped_column(String(255), default="", server_default="")
     last_schedule_tick: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
                                                                 nullable=True)
+    # Driver and executor settings of a spark-submit job (see icefloe.jobs.submit).
+    spark: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -97,6 +99,8 @@ class Run(Base):
     # This run's own arguments and extra variables (None: the job's).
     arguments: Mapped[str | None] = mapped_column(Text, nullable=True)
     environment: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    # This run's own Spark settings, over the job's (None: the job's).
+    spark: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class RunNumber(Base):

@@ -144,7 +144,7 @@ def create_job(s: Session, project_id: str, fields: dict[str, Any],
     """
     get_project(s, project_id)
     job = Job(id=new_id(), project_id=project_id, kernel="python3", arguments="",
-              environment={}, cpu=1, memory=1, timeout=0, retries=0, schedule="",
+              environment={}, spark={}, cpu=1, memory=1, timeout=0, retries=0, schedule="",
               paused=False, secret_environment="", created_by=created_by,
               created_at=now(), updated_at=now())
     _apply_job_fields(s, job, fields, creating=True)
@@ -210,7 +210,8 @@ def child_jobs(s: Session, job: Job) -> list[Job]:
 def create_run(s: Session, job: Job, trigger: str, triggered_by: str,
                parent_run_id: str | None = None, attempt: int = 1, run_as: str = "", *,
                idempotency_key: str | None = None, arguments: str | None = None,
-               environment: dict[str, str] | None = None) -> Run:
+               environment: dict[str, str] | None = None,
+               spark: dict[str, Any] | None = None) -> Run:
     """Queue a run of ``job`` (state ENGINE_SCHEDULING) acting as the user ``run_as``.
 
     Args:
@@ -219,13 +220,14 @@ def create_run(s: Session, job: Job, trigger: str, triggered_by: str,
             :func:`run_by_key`).
         arguments: This run's arguments instead of the job's (None: the job's).
         environment: Variables added to the job's for this run only.
+        spark: Spark settings over the job's for this run only (checked by the caller).
     """
     run = Run(id=new_id(), job_id=job.id, project_id=job.project_id, status=states.SCHEDULING,
               trigger=trigger, triggered_by=triggered_by, run_as=run_as,
               parent_run_id=parent_run_id,
               attempt=attempt, owner="", reason="", log_path="", created_at=now(),
               idempotency_key=idempotency_key, arguments=arguments,
-              environment=environment or None)
+              environment=environment or None, spark=spark or None)
     s.add(run)
     s.flush()
     return run
