@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint bench clean airflow browser
+.PHONY: install demo test test-postgres test-fast balancer lint bench clean airflow browser
 
 install: $(STAMP)
 
@@ -32,9 +32,29 @@ browser:
 		  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; }; } || \
 		{ echo "the browser tests need Chromium: install Debian's 'chromium' package"; exit 1; }
 
+# The multi-node test puts Debian's HAProxy in front of three control planes.
+balancer:
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { command -v apt-get >/dev/null && \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ) && \
+		{ $$SUDO apt-get install -y -qq haproxy >/dev/null 2>&1 || \
+		  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq haproxy >/dev/null; }; }; } || \
+		{ echo "the multi-node test needs HAProxy: install Debian's 'haproxy' package"; exit 1; }
+
 # Two processes, each module whole in one of them (see tests/conftest.py).
-test: install browser
+test: install browser balancer
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# The API, jobs and serving suites again with every store in PostgreSQL (one database per
+# home): needs ICEFLOE_TEST_POSTGRES_URL (.ci/postgres starts a throwaway server).
+PG_SUITES = tests/integration/test_control_plane.py tests/integration/test_cde.py \
+	tests/integration/test_runner.py tests/integration/test_api_routes.py \
+	tests/integration/test_serving.py tests/integration/test_deployments.py \
+	tests/integration/test_gateway.py tests/integration/test_access.py \
+	tests/integration/test_monitoring.py tests/integration/test_tables_api.py \
+	tests/integration/test_ui.py
+test-postgres: install
+	@test -n "$$ICEFLOE_TEST_POSTGRES_URL" || { echo "set ICEFLOE_TEST_POSTGRES_URL (bash .ci/postgres prints one)"; exit 1; }
+	ICEFLOE_TEST_STORES=postgres $(BIN)/python -m pytest -n 2 --dist loadfile $(PG_SUITES)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not e2e"

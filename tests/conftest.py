@@ -59,14 +59,25 @@ def _interpreter_reachable_by_the_job_user() -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings whose home is a fresh folder (no environment leaks in)."""
-    return load_settings(env={}, home=tmp_path / "home")
+    """Settings whose home is a fresh folder (no environment leaks in), on the stores
+    under test (see tests/postgres.py)."""
+    from tests.postgres import home_settings
+
+    return home_settings(tmp_path / "home")
 
 
 @pytest.fixture
 def lakehouse(settings: Settings) -> Lakehouse:
     """A lakehouse in a fresh home."""
     return Lakehouse(settings)
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real S3-compatible server on 127.0.0.1 (moto's), one per test process."""
+    from tests.objectstore import run_server
+
+    yield from run_server(tmp_path_factory.mktemp("s3") / "moto.log")
 
 
 @pytest.fixture(scope="session")

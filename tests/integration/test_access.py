@@ -36,6 +36,7 @@ from icefloe.store.orm import (
     User,
 )
 from tests.conftest import run_cli
+from tests.postgres import home_settings
 
 NOW = datetime.now(UTC)
 
@@ -247,10 +248,8 @@ def test_periods_and_names_are_checked() -> None:
 
 def test_the_cli_reports_on_a_home(tmp_path: Path) -> None:
     home = tmp_path / "home"
+    settings = home_settings(home)
     run_cli(["init", "--json"], home, check=True)
-    from icefloe.config import load_settings
-
-    settings = load_settings(env={}, home=home)
     database = Database(settings.resolved_platform_db_url)
     happenings.install([access.subscriber(settings, database)])  # type: ignore[list-item]
     try:

@@ -7,12 +7,12 @@ import httpx
 
 from icefloe.api.app import create_app
 from icefloe.auth.middleware import PUBLIC_PATHS
-from icefloe.config import load_settings
+from tests.postgres import home_settings
 
 
 def test_every_route_needs_a_key_unless_public(tmp_path: Path) -> None:
     # Never slowed down: every probe here is refused on purpose.
-    app = create_app(load_settings(env={}, home=tmp_path, auth_failures_per_minute=0),
+    app = create_app(home_settings(tmp_path, auth_failures_per_minute=0),
                      start_runner=False)
     # The OpenAPI document lists every API route with its methods; add the document itself.
     routes = [(path, method.upper()) for path, ops in app.openapi()["paths"].items()
@@ -41,7 +41,7 @@ def test_slash_redirects_are_paths_and_two_authorization_headers_are_refused(
         tmp_path: Path) -> None:
     from icefloe.auth import keys as api_keys
 
-    app = create_app(load_settings(env={}, home=tmp_path), start_runner=False)
+    app = create_app(home_settings(tmp_path), start_runner=False)
     with app.state.db.session() as s:
         _, key = api_keys.create_api_key(s, "admin", "admin")
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from icefloe.auth.digests import access_key_hash
-from icefloe.config import Settings, load_settings
+from icefloe.config import Settings
 from icefloe.demo.loans import generate_loans
 from icefloe.errors import ConflictError, UnavailableError
 from icefloe.lakehouse import Lakehouse
@@ -34,6 +34,7 @@ from icefloe.serving.supervisor import Supervisor
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.orm import AuditEvent, Deployment
+from tests.postgres import home_settings
 
 pytestmark = pytest.mark.spark
 
@@ -49,7 +50,7 @@ class Platform:
 @pytest.fixture(scope="module")
 def platform(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     home = tmp_path_factory.mktemp("deployments") / "home"
-    settings = load_settings(env={}, home=home)
+    settings = home_settings(home)
     Lakehouse(settings).write("lending.loans", generate_loans(1500, 5), "create")
     train(TrainSpec(table="lending.loans", label=LabelSpec("loan_status",
                                                            ("Charged Off", "Default")),

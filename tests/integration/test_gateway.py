@@ -16,7 +16,6 @@ import pytest
 from icefloe.api.app import create_app
 from icefloe.auth import keys as api_keys
 from icefloe.auth.cache import MISS, KeyCache
-from icefloe.config import load_settings
 from icefloe.errors import BusyError, UnavailableError
 from icefloe.serving.gateway import MAX_ATTEMPTS, MAX_INFLIGHT, forward
 from icefloe.serving.protocol import (
@@ -28,6 +27,7 @@ from icefloe.serving.protocol import (
 )
 from icefloe.serving.supervisor import Replica, Route
 from icefloe.store.db import Database
+from tests.postgres import home_settings
 
 
 def test_no_ready_replica_waits_then_503_and_a_full_one_is_429(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_a_key_check_waiting_for_the_database_does_not_stall_cached_callers(
     check in the key cache's threads (REST and /model alike); requests with a cached key go
     on being answered on the event loop, also once the key is past its ttl (it is checked
     again in the background and used meanwhile)."""
-    app = create_app(load_settings(env={}, home=tmp_path / "home"), start_runner=False)
+    app = create_app(home_settings(tmp_path / "home"), start_runner=False)
     keys: KeyCache = app.state.keys
     keys.ttl = 0.2
     with app.state.db.session() as s:

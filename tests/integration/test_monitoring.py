@@ -23,6 +23,7 @@ from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.orm import Deployment, Prediction
 from tests.conftest import run_cli
+from tests.postgres import home_settings
 
 pytestmark = pytest.mark.spark
 
@@ -42,9 +43,7 @@ class Served:
 def served(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     from pathlib import Path
 
-    from icefloe.config import load_settings
-
-    settings = load_settings(env={}, home=tmp_path_factory.mktemp("monitoring") / "home")
+    settings = home_settings(tmp_path_factory.mktemp("monitoring") / "home")
     Lakehouse(settings).write("lending.loans", generate_loans(3000, 11, bad_batch=True),
                               "create")
     train(TrainSpec(table="lending.loans", label=LabelSpec("loan_status",

@@ -4,17 +4,17 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from icefloe.config import load_settings
 from icefloe.home import prepare_home
 from icefloe.jobs import states
 from icefloe.jobs.runner import Runner
 from icefloe.store import repo
 from icefloe.store.db import Database
 from icefloe.store.orm import Job
+from tests.postgres import home_settings
 
 
 def _setup(tmp_path: Path, script: str = "import time; time.sleep(30)\n"):
-    settings = load_settings(env={}, home=tmp_path / "home")
+    settings = home_settings(tmp_path / "home")
     prepare_home(settings)
     db = Database(settings.resolved_platform_db_url)
     folder = settings.resolved_projects_root / "proj"

@@ -86,3 +86,40 @@ def test_database_passwords_are_masked_wherever_settings_are_shown(tmp_path: Pat
     shown = load_settings(env={"ICEFLOE_PLATFORM_DB_URL": url}, home=tmp_path).as_dict()
     assert "s3cr" not in str(shown)
     assert shown["platform_db_url"].endswith("***@db.example:5432/icefloe")
+
+
+def test_one_database_url_gives_each_store_its_own_schema_or_file(tmp_path: Path) -> None:
+    s = load_settings(env={"ICEFLOE_DATABASE_URL": "postgresql://icefloe:pw@db:5432/lake"},
+                      home=tmp_path)
+    assert s.resolved_catalog_uri == ("postgresql+psycopg://icefloe:pw@db:5432/lake"
+                                      "?options=-csearch_path%3Dicefloe_catalog")
+    assert s.resolved_mlflow_uri.endswith("/lake?options=-csearch_path%3Dicefloe_mlflow")
+    assert s.resolved_platform_db_url.endswith("?options=-csearch_path%3Dicefloe_platform")
+    assert "pw" not in str(s.as_dict())  # masked wherever shown
+    # A store's own URL wins; SQLite stores get files of their own beside the one named.
+    own = load_settings(env={"ICEFLOE_DATABASE_URL": f"sqlite:///{tmp_path}/all.db",
+                             "ICEFLOE_MLFLOW_URI": "sqlite:////elsewhere/mlflow.db"},
+                        home=tmp_path)
+    assert own.resolved_catalog_uri == f"sqlite:///{tmp_path}/all-catalog.db"
+    assert own.resolved_platform_db_url == f"sqlite:///{tmp_path}/all-platform.db"
+    assert own.resolved_mlflow_uri == "sqlite:////elsewhere/mlflow.db"
+    for bad, named in (("mysql://h/db", "postgresql:// or sqlite:///"),
+                       ("postgresql://h/db?options=-c%20x", "options")):
+        with pytest.raises(ConfigError, match=named):
+            _ = load_settings(env={"ICEFLOE_DATABASE_URL": bad},
+                              home=tmp_path).resolved_catalog_uri
+
+
+def test_jobs_get_their_own_role_or_a_warning(tmp_path: Path) -> None:
+    shared = load_settings(env={"ICEFLOE_DATABASE_URL": "postgresql://icefloe:pw@db/lake"},
+                           home=tmp_path)
+    assert shared.jobs_reach_platform_db()
+    assert shared.job_catalog_uri == shared.resolved_catalog_uri
+    apart = load_settings(env={"ICEFLOE_DATABASE_URL": "postgresql://icefloe:pw@db/lake",
+                               "ICEFLOE_JOB_DATABASE_URL": "postgresql://jobs:pw2@db/lake"},
+                          home=tmp_path)
+    assert not apart.jobs_reach_platform_db()
+    assert apart.job_catalog_uri.startswith("postgresql+psycopg://jobs:pw2@db/lake?")
+    assert apart.job_mlflow_uri.endswith("icefloe_mlflow")
+    assert "pw2" not in str(apart.as_dict())
+    assert not load_settings(env={}, home=tmp_path).jobs_reach_platform_db()  # SQLite files

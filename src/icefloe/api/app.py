@@ -40,9 +40,10 @@ from icefloe.governance.membership import ensure_default_folder
 from icefloe.home import prepare_home
 from icefloe.jobs.runner import Runner
 from icefloe.monitoring.alerts import Evaluator
-from icefloe.serving.deployments import restore
+from icefloe.serving.deployments import STALE_DEPLOYING_S, restore
 from icefloe.serving.gateway import ModelGateway
 from icefloe.serving.predictions import PredictionLog
+from icefloe.serving.spread import Spreader
 from icefloe.serving.supervisor import Supervisor
 from icefloe.store.db import Database
 
@@ -72,6 +73,9 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     metrics = RequestMetrics()
     metrics.gauges.append(lambda: serving_gauges(supervisor, predictions))
 
+    # Several nodes: each keeps its share of the replicas and relays calls it cannot serve.
+    spreader = Spreader(database, supervisor, the_runner.instance) if settings.multi_node \
+        else None
     evaluator = Evaluator(database, settings, settings.monitor_interval if start_runner else 0)
     # What happens here (and what job runs report) is told to the server's own subscribers.
     happenings.install(happenings.make_subscribers(settings, database))
@@ -81,7 +85,11 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
         if start_runner:
             the_runner.start()
         evaluator.start()
-        restore(database, supervisor)
+        if spreader is None:
+            restore(database, supervisor)
+        else:  # replicas are the spreader's; only long-stuck DEPLOYING rows are failed here
+            restore(database, supervisor, serve=False, stale_after=STALE_DEPLOYING_S)
+            spreader.start()
         with database.session() as s:
             ensure_default_folder(s, settings)
         # Startup objects (modules, routes, ORM metadata) live as long as the process: keep
@@ -92,6 +100,8 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
         if start_runner:
             the_runner.shutdown()
         evaluator.stop()
+        if spreader is not None:
+            spreader.close()
         supervisor.close()
         predictions.close()  # every answered prediction is written before we exit
         happenings.reset()
@@ -184,7 +194,7 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
         db=database, settings=settings, api_app=app.router, lakehouse=lakehouse,
         supervisor=supervisor, sessions=sessions_cache(database), refusals=refusals))
     app.add_middleware(ModelGateway, keys=keys, supervisor=supervisor, predictions=predictions,
-                       refusals=refusals)
+                       refusals=refusals, peers=spreader.elsewhere if spreader else None)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

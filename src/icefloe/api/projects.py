@@ -65,6 +65,7 @@ def run_json(r: Run) -> dict[str, Any]:
             "trigger": r.trigger, "triggered_by": r.triggered_by, "run_as": r.run_as,
             "parent_run_id": r.parent_run_id or "", "attempt": r.attempt,
             "exit_code": r.exit_code, "reason": r.reason, "spark": r.spark or {},
+            "node": r.owner or "",
             "created_at": iso_utc(r.created_at), "scheduling_at": iso_utc(r.created_at),
             "starting_at": iso_utc(r.started_at), "running_at": iso_utc(r.started_at),
             "finished_at": iso_utc(r.ended_at)}

@@ -163,7 +163,12 @@ def add_model_routes(router: APIRouter, db: Database, settings: Settings,
     @router.get("/models/deployments/{deployment_id}")
     def get_deployment(deployment_id: str, request: Request) -> dict[str, Any]:
         _guard(request, deployment_id)
-        return deps.deployment_json(deps.get_deployment(db, deployment_id), supervisor)
+        dep = deps.get_deployment(db, deployment_id)
+        build = None
+        if supervisor.serving(dep.id) is None:  # served by other nodes: the build tells
+            with db.session() as s:
+                build = s.get(Build, dep.build_id)
+        return deps.deployment_json(dep, supervisor, build)
 
     @router.post("/models/deployments/{deployment_id}:redeploy", operation_id="redeploy")
     def redeploy(deployment_id: str, body: RedeployIn, request: Request) -> dict[str, Any]:

@@ -115,6 +115,10 @@ def doctor(ctx: typer.Context, as_json: bool = JSON) -> None:
     if not settings.home.exists():
         missing.append(f"home {settings.home} does not exist yet: run icefloe init")
     warnings = exposure(settings)
+    if settings.jobs_reach_platform_db():
+        from icefloe.cli.server import JOBS_REACH_PLATFORM
+
+        warnings.append(JOBS_REACH_PLATFORM)
     try:
         ident = job_identity(settings)
         jobs_as = f"{ident.name} (uid {ident.uid})" if ident else "the server's own user"

@@ -47,6 +47,12 @@ JARS = (ICEBERG_RUNTIME,
         Jar("org.xerial", "sqlite-jdbc", "3.54.1.0", "b74a59de3ae1dbab7c550fe7c46099980261a676"),
         Jar("org.postgresql", "postgresql", "42.7.14",
             "0e7c94ce80cb1dd9875ff44ffe6a40a8aaa3eefd"))
+# Hadoop's S3A filesystem for s3:// tables (the Hadoop version pyspark 3.5 ships, and the
+# AWS SDK it was built with).
+S3_JARS = (Jar("org.apache.hadoop", "hadoop-aws", "3.3.4",
+               "a65839fbf1869f81a1632e09f415e586922e4f80"),
+           Jar("com.amazonaws", "aws-java-sdk-bundle", "1.12.262",
+               "02deec3a0ad83d13d032b1812421b23d7a961eea"))
 
 
 def jar_folder() -> Path:
@@ -55,10 +61,10 @@ def jar_folder() -> Path:
     return Path(override) if override else Path(sys.prefix) / "share" / "icefloe" / "jars"
 
 
-def present(folder: Path | None = None) -> list[Path] | None:
+def present(folder: Path | None = None, jars: tuple[Jar, ...] = JARS) -> list[Path] | None:
     """The jar files if every one has been fetched (and checked), else None."""
     folder = folder or jar_folder()
-    paths = [folder / jar.file_name for jar in JARS]
+    paths = [folder / jar.file_name for jar in jars]
     return paths if all(p.is_file() for p in paths) else None
 
 
@@ -71,7 +77,7 @@ def fetch(folder: Path | None = None, *, timeout: float = 120.0) -> list[Path]:
     """
     folder = folder or jar_folder()
     folder.mkdir(parents=True, exist_ok=True)
-    for jar in JARS:
+    for jar in (*JARS, *S3_JARS):
         target = folder / jar.file_name
         if target.is_file():
             continue
@@ -87,14 +93,14 @@ def fetch(folder: Path | None = None, *, timeout: float = 120.0) -> list[Path]:
             raise OSError(f"{jar.file_name}: SHA-1 {digest.hexdigest()} is not the "
                           f"published {jar.sha1}")
         partial.replace(target)
-    return [folder / jar.file_name for jar in JARS]
+    return [folder / jar.file_name for jar in (*JARS, *S3_JARS)]
 
 
 def main() -> int:
     """Fetch the jars (``make install``); a failure is reported, not fatal: Spark then
     uses the bridge."""
     folder = jar_folder()
-    if present(folder):
+    if present(folder) and present(folder, S3_JARS):
         print(f"Iceberg's Spark runtime is in {folder}")
         return 0
     started = time.monotonic()
@@ -104,7 +110,7 @@ def main() -> int:
         print(f"could not fetch Iceberg's Spark runtime ({exc}); Spark will reach Iceberg "
               "tables through icefloe's bridge", file=sys.stderr)
         return 0
-    print(f"fetched Iceberg's Spark runtime and JDBC drivers into {folder} in "
+    print(f"fetched Iceberg's Spark runtime, JDBC drivers and Hadoop's S3A into {folder} in "
           f"{time.monotonic() - started:.1f} s")
     return 0
 

@@ -32,6 +32,8 @@ def jdbc_of(url: str) -> tuple[str, str, str] | None:
     another database). A relative SQLite path is made absolute."""
     from sqlalchemy.engine import make_url
 
+    from icefloe.store.schemas import schema_of
+
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -41,9 +43,35 @@ def jdbc_of(url: str) -> tuple[str, str, str] | None:
     if backend == "postgresql":
         host = parsed.host or "localhost"
         port = f":{parsed.port}" if parsed.port else ""
-        return (f"jdbc:postgresql://{host}{port}/{parsed.database or ''}",
+        schema = schema_of(url)
+        current = f"?currentSchema={schema}" if schema else ""
+        return (f"jdbc:postgresql://{host}{port}/{parsed.database or ''}{current}",
                 parsed.username or "", parsed.password or "")
     return None
+
+
+def spark_config(settings: Settings) -> dict[str, str]:
+    """All the Spark configuration icefloe's sessions need to reach its tables: the native
+    catalog (when native) and Hadoop's S3A for ``s3://`` locations.
+
+    Raises:
+        ConfigError: As :func:`spark_iceberg`, or files on S3 without the S3A jars.
+    """
+    from icefloe.compute import jars
+    from icefloe.storage import spark_conf, uses_s3
+
+    config = dict(spark_iceberg(settings).config)
+    if uses_s3(settings):
+        found = jars.present(jars=jars.S3_JARS)
+        if not found:
+            raise ConfigError("the warehouse or artifacts are on S3, but Hadoop's S3A jars "
+                              "are not fetched (make install, or python -m "
+                              "icefloe.compute.jars)")
+        s3 = spark_conf(settings, found)
+        listed = [j for j in (config.get("spark.jars", ""), s3.pop("spark.jars")) if j]
+        config.update(s3)
+        config["spark.jars"] = ",".join(listed)
+    return config
 
 
 def spark_iceberg(settings: Settings, available: list[Path] | None = None) -> SparkIceberg:

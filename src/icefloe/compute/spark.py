@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from icefloe.compute.java import find_java
-from icefloe.compute.native import spark_iceberg
+from icefloe.compute.native import spark_config
 from icefloe.config import Settings, load_settings
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -75,7 +75,7 @@ def spark_session(
         )
     )
     # Spark's own Iceberg catalog over PyIceberg's database, when its jars are fetched.
-    for key, value in {**spark_iceberg(settings).config, **(config or {})}.items():
+    for key, value in {**spark_config(settings), **(config or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

@@ -1,9 +1,12 @@
 """Running jobs: subprocesses in their own process groups, logs, timeouts, stop, children,
 retries, cron ticks, and recovery after a control-plane restart.
 
-One :class:`Runner` lives in the control plane; its :meth:`tick` is called by a background
-thread. All run state lives in the platform DB, so a restarted control plane can tell which
-runs were left behind by a dead one.
+One :class:`Runner` lives in each control plane (a node, see :mod:`icefloe.cluster.nodes`);
+its :meth:`tick` is called by a background thread. All run state lives in the platform DB:
+a queued run is claimed by exactly one node (a conditional update), the node renews its
+lease by heartbeat, and when a node's lease runs out (it died, or was restarted) the others
+fail its runs, retrying them when the job says so. A run stopped through another node is
+ended by the node that runs it.
 
 A run is untrusted code. It starts under :mod:`icefloe.jobs.launcher` (which stops the run
 if the control plane dies), as the job user when the server is root, in an environment
@@ -36,6 +39,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from icefloe.auth import keys
+from icefloe.cluster import nodes
 from icefloe.config import Settings
 from icefloe.errors import IcefloeError
 from icefloe.happenings import Actor, Happening, emit
@@ -135,7 +139,9 @@ class Runner:
         self.settings = settings
         self.max_concurrent = max_concurrent
         self.api_url = api_url
-        self.instance = uuid.uuid4().hex[:12]
+        self.instance = uuid.uuid4().hex[:12]  # this node's id
+        self._next_takeover = 0.0
+        self._heart: threading.Thread | None = None
         self.logs = settings.home.resolve() / "logs" / "runs"
         self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.on_run_end: list[Callable[[str], None]] = []  # e.g. forget the run's token
@@ -147,25 +153,50 @@ class Runner:
     # -- lifecycle -----------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Mark runs a dead control plane left starting/running as failed; kill leftovers."""
+        """Fail the runs of nodes that are gone: a node whose lease ran out, and at once an
+        earlier life of this node (same URL); retry them when their job says so.
+
+        A run of an earlier life of this node is killed here if anything of it is left (its
+        launcher stops it when its control plane dies, this is the second line).
+        """
         count = 0
+        told: list[Happening | None] = []
         with self.db.session() as s:
+            known = nodes.all_nodes(s)
+            living = {n.id for n in nodes.alive(s)} | {self.instance}
+            earlier = {n.id for n in known if self.api_url and n.url == self.api_url
+                       and n.id != self.instance}
             for run in repo.runs_in(s, {states.STARTING, states.RUNNING}):
-                if run.owner == self.instance:
+                if run.owner in living and run.owner not in earlier:
                     continue
-                if run.pid:
+                if run.owner in earlier and run.pid:
                     _kill_group(run.pid, grace=0.5)
-                repo.move_run(s, run.id, states.FAILED, reason=(
-                    f"the control plane stopped while this run was active (pid {run.pid}); "
-                    "its children were not started"))
+                failed = repo.move_run(s, run.id, states.FAILED, reason=(
+                    f"the control plane stopped while this run was active (pid {run.pid}, "
+                    f"node {run.owner or 'unknown'}: its lease ran out)"))
+                if failed is None:
+                    continue  # another node took it over first
                 keys.end_run_token(s, run.id)
-                repo.audit(s, "system", "run.recover", f"run/{run.id}", "failed")
+                repo.audit(s, "system", "run.recover", f"run/{run.id}", "failed",
+                           f"node {run.owner}")
+                self._follow_up(s, failed, states.FAILED)
+                told.append(_described(s, failed, "FAIL"))
                 count += 1
+            for node_id in earlier:
+                nodes.leave(s, node_id)
+        for happening in told:
+            emit(lambda h=happening: h)  # type: ignore[misc]
         return count
 
     def start(self, interval: float = 0.2) -> None:
-        """Recover, then tick in a background thread until :meth:`shutdown`."""
+        """Join the nodes, recover, then tick in a background thread until
+        :meth:`shutdown`; a second thread renews this node's lease."""
+        with self.db.session() as s:
+            nodes.join(s, self.instance, self.api_url)
         self.recover()
+        self._heart = threading.Thread(target=self._heartbeat, name="icefloe-heartbeat",
+                                       daemon=True)
+        self._heart.start()
 
         def loop() -> None:
             while not self._stop.is_set():
@@ -186,14 +217,65 @@ class Runner:
         for run_id in list(self._live):
             self.stop(run_id, reason="the control plane shut down")
         self._reap()
+        if self._heart is not None:
+            self._heart.join(timeout=10)
+            with contextlib.suppress(Exception), self.db.session() as s:
+                nodes.leave(s, self.instance)  # the others need not wait for its lease
+
+    def _heartbeat(self) -> None:
+        """Renew the lease every second; stop this node's runs if it could not in time."""
+        renewed = time.monotonic()
+        while not self._stop.wait(nodes.HEARTBEAT_S):
+            try:
+                with self.db.session() as s:
+                    if not nodes.beat(s, self.instance):
+                        nodes.join(s, self.instance, self.api_url)
+                renewed = time.monotonic()
+            except Exception:  # the database is away: the lease may run out
+                log.warning("renewing node %s's lease failed", self.instance, exc_info=True)
+            if self._live and time.monotonic() - renewed > nodes.LEASE_S - nodes.HEARTBEAT_S:
+                log.error("node %s could not renew its lease: stopping its %d run(s), which "
+                          "other nodes take for failed", self.instance, len(self._live))
+                for live in list(self._live.values()):
+                    self._drop(live)
 
     # -- the loop ------------------------------------------------------------------------
 
     def tick(self) -> None:
         """One pass: reap finished processes, enforce timeouts, fire schedules, start runs."""
         self._reap()
+        self._ended_elsewhere()
+        if time.monotonic() >= self._next_takeover:
+            self._next_takeover = time.monotonic() + nodes.HEARTBEAT_S
+            self.recover()
         self._fire_schedules()
         self._launch_queued()
+
+    def _ended_elsewhere(self) -> None:
+        """End the processes of runs another node ended (stopped through it, or failed when
+        it took this node for dead)."""
+        if not self._live:
+            return
+        with self.db.session() as s:
+            ended = set(s.scalars(select(Run.id).where(Run.id.in_(list(self._live)),
+                                                       Run.status.in_(states.TERMINAL))))
+        for run_id in ended:
+            live = self._live.get(run_id)
+            if live is not None:
+                self._drop(live)
+
+    def _drop(self, live: _Live) -> None:
+        """Kill a run's process group and clean up after it, leaving its state as it is."""
+        with self._lock:
+            if self._live.pop(live.run_id, None) is None:
+                return
+        _kill_group(live.process.pid)
+        live.process.wait()
+        live.log_file.close()
+        shutil.rmtree(live.scratch, ignore_errors=True)
+        with contextlib.suppress(Exception), self.db.session() as s:
+            keys.end_run_token(s, live.run_id)
+        self._ended(live.run_id)
 
     def _reap(self) -> None:
         for _run_id, live in list(self._live.items()):
@@ -289,7 +371,8 @@ class Runner:
 
     def _launch_queued(self) -> None:
         with self.db.session() as s:
-            active = len(repo.runs_in(s, {states.STARTING, states.RUNNING}))
+            active = sum(r.owner == self.instance
+                         for r in repo.runs_in(s, {states.STARTING, states.RUNNING}))
             due = datetime.now(UTC)
             queued = [r for r in repo.runs_in(s, {states.SCHEDULING})
                       if stored_utc(r.created_at) <= due]
@@ -304,14 +387,19 @@ class Runner:
             "ICEFLOE_RUN_ID": run.id, "ICEFLOE_JOB_ID": run.job_id,
             "ICEFLOE_RUN_USER": run.run_as or run.triggered_by,
             "ICEFLOE_PROJECT_ID": run.project_id, "ICEFLOE_HOME": scratch,
-            "ICEFLOE_CATALOG_URI": st.resolved_catalog_uri,
+            "ICEFLOE_CATALOG_URI": st.job_catalog_uri,
             "ICEFLOE_CATALOG_NAME": st.catalog_name, "ICEFLOE_WAREHOUSE": st.warehouse_path,
-            "ICEFLOE_MLFLOW_URI": st.resolved_mlflow_uri,
+            "ICEFLOE_MLFLOW_URI": st.job_mlflow_uri,
             "ICEFLOE_MLFLOW_ARTIFACTS": st.mlflow_artifacts_uri,
             "ICEFLOE_SPARK_MASTER": st.spark_master, "ICEFLOE_JAVA": st.java,
             "ICEFLOE_SPARK_DRIVER_MEMORY": st.spark_driver_memory,
             "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
         }
+        # The object store of s3:// tables and artifacts: a run writes them with its own
+        # readers and writers (PyIceberg, Spark, MLflow).
+        for name in ("s3_endpoint", "s3_access_key_id", "s3_secret_access_key", "s3_region"):
+            if getattr(st, name):
+                variables[f"ICEFLOE_{name.upper()}"] = getattr(st, name)
         if self.api_url:
             variables["ICEFLOE_URL"] = self.api_url
         return variables
@@ -332,9 +420,9 @@ class Runner:
 
     def _launch(self, run_id: str) -> None:
         with self.db.session() as s:
-            run = repo.move_run(s, run_id, states.STARTING, owner=self.instance)
+            run = repo.claim_run(s, run_id, self.instance)
             if run is None:
-                return
+                return  # another node claimed it
             job = s.get(Job, run.job_id)
             project = s.get(Project, run.project_id)
             assert job is not None and project is not None

@@ -36,6 +36,8 @@ from icefloe.config import Settings
 from icefloe.errors import ConflictError, NoSuchNamespaceError, NoSuchTableError
 from icefloe.home import create_file
 from icefloe.lakehouse.names import TableName, parse_table_name, validate_namespace
+from icefloe.storage import pyiceberg_properties
+from icefloe.store.schemas import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +111,15 @@ def open_catalog(settings: Settings) -> SqlCatalog:
     uri = settings.resolved_catalog_uri
     if make_url(uri).get_backend_name() == "sqlite":
         uri = _prepare_sqlite(uri)
+    ensure_schema(uri)
     warehouse = settings.warehouse_path
     if warehouse.startswith("file://"):
         Path(warehouse.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
 
     def connect() -> SqlCatalog:
         try:
-            return SqlCatalog(settings.catalog_name, uri=uri, warehouse=warehouse)
+            return SqlCatalog(settings.catalog_name, uri=uri, warehouse=warehouse,
+                              **pyiceberg_properties(settings))
         except OperationalError as exc:
             # Two processes creating the catalog tables at once: the loser sees "already
             # exists"; the next attempt finds them and goes on.

@@ -28,6 +28,8 @@ from icefloe.registry.refs import (
     validate_alias,
     validate_model_name,
 )
+from icefloe.storage import use_for_artifacts
+from icefloe.store.schemas import ensure_schema
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -67,6 +69,7 @@ def use_store(uri: str) -> None:
 
         if uri.startswith("sqlite:///"):
             create_file(Path(uri.removeprefix("sqlite:///")))
+        ensure_schema(uri)
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         _store_in_use = uri
@@ -85,6 +88,7 @@ class ModelRegistry:
         import mlflow
 
         self.uri = settings.resolved_mlflow_uri
+        use_for_artifacts(settings)
         use_store(self.uri)
         self.client: MlflowClient = mlflow.MlflowClient(self.uri, self.uri)
 

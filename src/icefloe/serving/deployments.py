@@ -10,8 +10,9 @@ read), so the database and the :class:`Supervisor` always name the same build. A
 deployments still ``DEPLOYED`` are served again and any left ``DEPLOYING`` (the control
 plane stopped before their replicas were ready) become ``FAILED``.
 
-Several control planes on one database would need more: a lease on the row (who changes
-it, until when) rather than a lock in one process.
+With several nodes (``multi_node``), a change is made by the node that took the request
+(its replicas start there first); every node then keeps its own share of each deployment's
+replicas (see :mod:`icefloe.serving.spread`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,6 +54,9 @@ DEPLOYING, DEPLOYED, STOPPED, FAILED = "DEPLOYING", "DEPLOYED", "STOPPED", "FAIL
 MAX_REPLICAS = 16
 CHANGE_WAIT = 150.0  # seconds a change waits for the one before it on the same deployment
 INTERRUPTED = "the control plane stopped before the replicas were ready"
+# With several nodes, a DEPLOYING row may be another node's change under way: only one
+# left that long (a change's wait and its replicas' start, twice) was surely interrupted.
+STALE_DEPLOYING_S = 2 * (CHANGE_WAIT + 60.0)
 log = logging.getLogger(__name__)
 
 
@@ -69,17 +74,17 @@ _turns_lock = threading.Lock()
 
 
 @contextmanager
-def _one_change_at_a_time(deployment_id: str) -> Iterator[None]:
+def one_change_at_a_time(deployment_id: str, wait: float = CHANGE_WAIT) -> Iterator[None]:
     """Hold the turn of a deployment: its changes in this process run one after another.
 
     Raises:
-        ConflictError: The change before it did not end within :data:`CHANGE_WAIT`.
+        ConflictError: The change before it did not end within ``wait`` seconds.
     """
     with _turns_lock:
         turn = _turns.get(deployment_id)
         if turn is None:
             turn = _turns[deployment_id] = _Turn()
-    if not turn.lock.acquire(timeout=CHANGE_WAIT):
+    if not turn.lock.acquire(timeout=wait):
         raise ConflictError(f"deployment {deployment_id} is still being changed by another "
                             f"request; try again")
     try:
@@ -182,7 +187,7 @@ def create_deployment(db: Database, supervisor: Supervisor, build_id: str, *,
         s.add(dep)
         build_path = build.path
     starting = {"status": DEPLOYING}
-    with _one_change_at_a_time(dep.id):
+    with one_change_at_a_time(dep.id):
         try:
             ready = supervisor.start_replicas(dep.id, build_id, build_path, replicas)
         except BaseException as exc:  # never left DEPLOYING: FAILED with whatever stopped it
@@ -282,7 +287,7 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
             serving and the reason is kept on the deployment.
     """
     who = actor or "system"
-    with _one_change_at_a_time(deployment_id):
+    with one_change_at_a_time(deployment_id):
         with db.session() as s:
             dep = repo.get_deployment(s, deployment_id)
             if dep.status != DEPLOYED:
@@ -341,7 +346,7 @@ def stop_deployment(db: Database, supervisor: Supervisor, deployment_id: str,
                     actor: str = "") -> Deployment:
     """Stop serving a deployment (its replicas finish what they are answering); it waits for
     a change of the deployment already under way."""
-    with _one_change_at_a_time(deployment_id):
+    with one_change_at_a_time(deployment_id):
         with db.session() as s:
             dep = repo.get_deployment(s, deployment_id)
             dep.status, dep.updated_at = STOPPED, repo.now()
@@ -362,15 +367,23 @@ def list_deployments(db: Database) -> list[Deployment]:
         return list(s.scalars(select(Deployment).order_by(Deployment.created_at.desc())))
 
 
-def restore(db: Database, supervisor: Supervisor) -> int:
+def restore(db: Database, supervisor: Supervisor, *, serve: bool = True,
+            stale_after: float | None = None) -> int:
     """Serve again every DEPLOYED deployment, on the build recorded (at control-plane start);
     returns how many. Deployments left DEPLOYING were never served: they become FAILED.
 
     Replicas start in the background: calls that arrive first wait for them briefly.
+
+    Args:
+        serve: Start the replicas here (False: another part, e.g. the spreader, does).
+        stale_after: Fail only DEPLOYING rows unchanged for this many seconds (another node
+            may be making the others).
     """
+    query = select(Deployment.id).where(Deployment.status == DEPLOYING)
+    if stale_after is not None:
+        query = query.where(Deployment.updated_at < repo.now() - timedelta(seconds=stale_after))
     with db.session() as s:
-        interrupted = list(s.scalars(select(Deployment.id)
-                                     .where(Deployment.status == DEPLOYING)))
+        interrupted = list(s.scalars(query))
         for dep_id in interrupted:
             if _transition(s, dep_id, {"status": DEPLOYING}, status=FAILED,
                            reason=INTERRUPTED):
@@ -380,7 +393,7 @@ def restore(db: Database, supervisor: Supervisor) -> int:
                                                              Deployment.build_id)
                          .where(Deployment.status == DEPLOYED)).all()
         wanted = [(d.id, d.access_key_hash, d.model_name, d.build_id, path, d.replicas,
-                   d.auth_enabled, d.project_id) for d, path in rows]
+                   d.auth_enabled, d.project_id) for d, path in rows] if serve else []
     for dep_id, khash, model, build_id, path, replicas, auth, project_id in wanted:
         supervisor.deploy(dep_id, khash, model, build_id, path, replicas=replicas,
                           auth_enabled=auth, wait=False, project_id=project_id)

@@ -18,6 +18,10 @@ have without the shortcut.
 A 200 is written to the prediction journal (one ``os.write``) before it is sent, so an
 answered prediction survives a crash of this process (see
 :mod:`icefloe.serving.predictions`).
+
+With several nodes, a call whose deployment has no replica on this node is relayed as it
+came (body and ``Authorization``) to a node that holds one, which checks and answers it
+and journals the prediction; a relayed call is marked and never relayed again.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import asyncio
 import json
 import re
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from icefloe.auth.cache import MISS, KeyCache, presented_secret
@@ -62,6 +68,18 @@ DENIED = ("missing or invalid API key or access key, or an API key that does not
 # A candidate only: the replica confirms it is the body's top-level "accessKey".
 _ACCESS_KEY = re.compile(rb'"accessKey"[ \t\r\n]*:[ \t\r\n]*"([^"\\]{1,512})"')
 _JSON = (b"content-type", b"application/json")
+FORWARDED = b"x-icefloe-forwarded"
+RELAY_TIMEOUT_S = 30.0
+
+
+class _Elsewhere(Exception):  # noqa: N818 - a signal inside the gateway, not an error
+    """The call's deployment has no replica here; these nodes hold some."""
+
+    def __init__(self, urls: tuple[str, ...]) -> None:
+        super().__init__("elsewhere")
+        self.urls = urls
+
+
 _NOT_ALLOWED = json.dumps({"success": False, "error": {"type": "MethodNotAllowed",
                                                        "message": "use POST"}}).encode()
 
@@ -172,8 +190,13 @@ class ModelGateway:
     """Answers the model paths; passes every other request to the app behind it."""
 
     def __init__(self, app: ASGIApp, keys: KeyCache, supervisor: Supervisor,
-                 predictions: PredictionLog, refusals: Refusals) -> None:
+                 predictions: PredictionLog, refusals: Refusals,
+                 peers: Callable[[str], tuple[str, ...]] | None = None) -> None:
         self.app = app
+        # The other nodes holding replicas of an access key's deployment (multi-node).
+        self.peers = peers
+        self._relays: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._turn = 0
         self.keys = keys
         self.supervisor = supervisor
         self.predictions = predictions
@@ -233,7 +256,8 @@ class ModelGateway:
                     del scope["icefloe.deployment"]
                     reply = None
             if reply is None:
-                route, key = self._route(body, principal, source)
+                route, key = self._route(body, principal, source,
+                                         relayed=any(k == FORWARDED for k, _ in scope["headers"]))
                 scope["icefloe.deployment"] = route.deployment_id
                 reply = await forward(route, kind, body or b"", key=key)
                 if reply[0] == UNCONFIRMED:  # the replica parsed the body differently
@@ -253,7 +277,42 @@ class ModelGateway:
                 self.predictions.record_call(b"%s%.3f,\"r\":%s}\n" % (prefix, latency, log))
         except IcefloeError as exc:
             return exc.http_status, _error(exc), []
+        except _Elsewhere as away:
+            try:
+                status, response = await self._relay(scope, body or b"", away.urls)
+            except IcefloeError as exc:
+                return exc.http_status, _error(exc), []
         return status, response, []
+
+    async def _relay(self, scope: Scope, body: bytes,
+                     urls: tuple[str, ...]) -> tuple[int, bytes]:
+        """Send the call as it came to a node holding a replica (the next one if that one
+        cannot be reached) and hand back its answer.
+
+        Raises:
+            UnavailableError: None of them could be reached.
+        """
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        client = self._relays.get(loop)
+        if client is None:
+            client = self._relays[loop] = httpx.AsyncClient(timeout=RELAY_TIMEOUT_S)
+        headers = {"content-type": "application/json", FORWARDED.decode(): "1"}
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                headers["authorization"] = value.decode("latin-1")
+        self._turn += 1
+        for i in range(len(urls)):
+            url = urls[(self._turn + i) % len(urls)]
+            try:
+                answer = await client.post(f"{url}{scope['path']}", content=body,
+                                           headers=headers)
+            except httpx.TransportError:
+                continue  # that node is going or gone: try the next
+            return answer.status_code, answer.content
+        raise UnavailableError("no node holding a replica of this deployment could be "
+                               "reached; try again")
 
     def _candidate(self, body: bytes | None,
                    principal: Principal | None) -> tuple[Route, bytes] | None:
@@ -274,7 +333,7 @@ class ModelGateway:
         return route, key
 
     def _route(self, body: bytes | None, principal: Principal | None,
-               source: str) -> tuple[Route, bytes]:
+               source: str, *, relayed: bool = False) -> tuple[Route, bytes]:
         """Parse the body and find its deployment: the answer without any shortcut.
 
         Raises:
@@ -295,7 +354,12 @@ class ModelGateway:
                 self.refusals.count(source, "model.call")
                 raise AuthError(DENIED) from None
             raise
-        route = self.supervisor.route(access_key_hash(access_key))
+        hashed = access_key_hash(access_key)
+        route = self.supervisor.route(hashed)
+        if route is None and self.peers is not None and not relayed:
+            holders = self.peers(hashed)
+            if holders:
+                raise _Elsewhere(holders)
         key = access_key.encode("utf-8", "surrogatepass")
         if route is None or not allowed(route, principal) or len(key) > MAX_KEY_BYTES:
             self.refusals.count(source, "model.call")

@@ -141,7 +141,8 @@ class Supervisor:
     # -- processes --------------------------------------------------------------------------
 
     def _spawn(self, build_id: str, build_path: str) -> Replica:
-        rid = f"{build_id[:8]}-{next(self._counter)}"
+        # The pid keeps names apart when several nodes share a home (multi-node).
+        rid = f"{build_id[:8]}-{os.getpid()}-{next(self._counter)}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{rid}.log"
         if not self._sockets:
@@ -341,6 +342,38 @@ class Supervisor:
         fresh = self.start_replicas(deployment_id, build_id, build_path, route.wanted,
                                     f"redeploy of {deployment_id} to build {build_id}")
         self.switch(deployment_id, build_id, build_path, fresh)
+
+    def served(self) -> list[str]:
+        """The deployments served here."""
+        return list(self._routes)
+
+    def wanted(self, deployment_id: str) -> int | None:
+        """How many replicas a served deployment keeps here (None: not served here)."""
+        route = self._routes.get(deployment_id)
+        return route.wanted if route is not None else None
+
+    def resize(self, deployment_id: str, wanted: int) -> None:
+        """Keep ``wanted`` replicas of a served deployment here: the monitor starts what is
+        missing; extra ones leave the route at once and drain before they stop.
+
+        Raises:
+            NotFoundError: The deployment is not served here.
+        """
+        with self._lock:
+            route = self._routes.get(deployment_id)
+            if route is None:
+                raise NotFoundError(f"deployment {deployment_id!r} is not being served")
+            route.wanted = wanted
+            extra = len(route.replicas) + len(route.starting) - wanted
+            dropped: list[Replica] = []
+            while extra > 0 and route.starting:
+                dropped.append(route.starting.pop())
+                extra -= 1
+            if extra > 0:
+                dropped += route.replicas[-extra:]
+                route.replicas = route.replicas[:-extra]
+        if dropped:
+            self._drain_later(dropped)
 
     def stop(self, deployment_id: str) -> None:
         """Stop serving a deployment (its replicas drain first)."""

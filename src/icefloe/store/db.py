@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from icefloe.errors import DependencyMissingError
+from icefloe.store.schemas import ensure_schema
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -66,6 +67,7 @@ class Database:
 
     def __init__(self, url: str, *, run_migrations: bool = True) -> None:
         self.url = url
+        ensure_schema(url)
         self.engine = make_engine(url)
         if run_migrations:
             migrate(self.engine)

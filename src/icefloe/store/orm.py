@@ -103,6 +103,16 @@ class Run(Base):
     spark: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
+class Node(Base):
+    """A control plane of the platform and its lease (see icefloe.cluster.nodes)."""
+
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class RunNumber(Base):
     """The integer id a run is known by on the CDE routes (CDE's job-run ids are numbers)."""
 
@@ -205,7 +215,7 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
-    key_id: Mapped[str | None] = mapped_column(String(36), nullable=True, default=None)
+    key_id: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
 
 
 class MonitoringPoint(Base):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from icefloe.errors import ConflictError, InvalidInputError, NotFoundError
@@ -292,6 +292,20 @@ def move_run(s: Session, run_id: str, new_status: str, **fields: Any) -> Run | N
     if new_status in states.TERMINAL:
         run.ended_at = now()
     s.flush()
+    return run
+
+
+def claim_run(s: Session, run_id: str, owner: str) -> Run | None:
+    """Take a queued run for the node ``owner`` (STARTING): one conditional update, so of
+    several nodes reaching for the same run exactly one gets it. None if another did."""
+    claimed = s.execute(update(Run).where(Run.id == run_id, Run.status == states.SCHEDULING)
+                        .values(status=states.STARTING, owner=owner)
+                        .execution_options(synchronize_session=False))
+    if not getattr(claimed, "rowcount", 0):
+        return None
+    run = s.get(Run, run_id)
+    if run is not None:
+        s.refresh(run)
     return run
 
 

@@ -1,0 +1,1 @@
+"""Several control planes as one platform: nodes, their leases and what each one holds."""
