@@ -49,9 +49,7 @@ test: install browser balancer
 PG_SUITES = tests/integration/test_control_plane.py tests/integration/test_cde.py \
 	tests/integration/test_runner.py tests/integration/test_api_routes.py \
 	tests/integration/test_serving.py tests/integration/test_deployments.py \
-	tests/integration/test_gateway.py tests/integration/test_access.py \
-	tests/integration/test_monitoring.py tests/integration/test_tables_api.py \
-	tests/integration/test_ui.py
+	tests/integration/test_gateway.py
 test-postgres: install
 	@test -n "$$ICEFLOE_TEST_POSTGRES_URL" || { echo "set ICEFLOE_TEST_POSTGRES_URL (bash .ci/postgres prints one)"; exit 1; }
 	ICEFLOE_TEST_STORES=postgres $(BIN)/python -m pytest -n 2 --dist loadfile $(PG_SUITES)

@@ -17,6 +17,18 @@ from icefloe.lakehouse import Lakehouse
 ICEFLOE = [sys.executable, "-m", "icefloe.cli.main"]
 # `make test` runs the suite in two processes (pytest-xdist, --dist loadfile): each module
 # runs whole in one of them, so module fixtures are made once and tests keep their order.
+# The longest modules go first, so neither process is left with one of them at the end.
+LONGEST_FIRST = ("tests/e2e/test_demo.py", "tests/e2e/test_demo_scaled.py",
+                 "tests/e2e/test_real_world_names.py", "tests/e2e/test_training_cli.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the longest modules first (xdist hands out modules in this order)."""
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
 
 
 def open_to_jobs(path: Path) -> None:

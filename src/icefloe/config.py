@@ -53,6 +53,10 @@ class Settings:
         mlflow_uri: MLflow tracking + registry URI ("" = SQLite file ``mlflow.db`` in the home).
         mlflow_artifacts: Where new MLflow experiments keep artifacts ("" = ``<home>/mlartifacts``).
         platform_db_url: SQLAlchemy URL of the platform DB ("" = SQLite file in the home).
+        model_hosts: Serve every deployment from this many shared model host processes,
+            each loading many builds lazily and unloading idle ones (0: each deployment's
+            replicas are processes of their own).
+        model_idle_seconds: A model unused this long is unloaded from its host.
         multi_node: This control plane is one of several nodes on the same database,
             warehouse and (shared) home: leases, replicas spread over the nodes, model calls
             relayed to a node holding a replica (see :mod:`icefloe.cluster`).
@@ -105,6 +109,8 @@ class Settings:
     mlflow_uri: str = ""
     mlflow_artifacts: str = ""
     platform_db_url: str = ""
+    model_hosts: int = 0
+    model_idle_seconds: int = 600
     multi_node: bool = False
     node_url: str = ""
     api_host: str = "127.0.0.1"

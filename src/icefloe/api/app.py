@@ -42,6 +42,7 @@ from icefloe.jobs.runner import Runner
 from icefloe.monitoring.alerts import Evaluator
 from icefloe.serving.deployments import STALE_DEPLOYING_S, restore
 from icefloe.serving.gateway import ModelGateway
+from icefloe.serving.hosts import ModelHosts
 from icefloe.serving.predictions import PredictionLog
 from icefloe.serving.spread import Spreader
 from icefloe.serving.supervisor import Supervisor
@@ -67,7 +68,10 @@ def create_app(settings: Settings, *, db: Database | None = None, runner: Runner
     keys = KeyCache(database)
     the_runner.on_run_end.append(keys.forget_run)
     refusals = Refusals(settings.auth_failures_per_minute)
-    supervisor = Supervisor(settings.home.resolve())
+    # Many small models share a few host processes when model_hosts says so.
+    supervisor = ModelHosts(settings.home.resolve(), settings.model_hosts,
+                            idle_seconds=settings.model_idle_seconds) \
+        if settings.model_hosts > 0 else Supervisor(settings.home.resolve())
     predictions = PredictionLog.in_home(database, settings.home.resolve(),
                                         periodic=[refusals.due])
     metrics = RequestMetrics()

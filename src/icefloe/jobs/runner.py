@@ -184,6 +184,7 @@ class Runner:
                 count += 1
             for node_id in earlier:
                 nodes.leave(s, node_id)
+            nodes.forget_dead(s)  # rows of nodes gone for an hour
         for happening in told:
             emit(lambda h=happening: h)  # type: ignore[misc]
         return count

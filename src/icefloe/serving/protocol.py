@@ -21,6 +21,8 @@ import socket
 import struct
 
 PREDICT, BATCH, PING = 1, 2, 3
+# A model host's (see icefloe.serving.host): serve a build under an access key's hash, stop.
+ATTACH, DETACH = 4, 5
 UNCONFIRMED = 0  # reply status: the body's accessKey is not the key the call was routed by
 REQUEST = struct.Struct("!BHI")
 REPLY = struct.Struct("!HII")
@@ -171,14 +173,21 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(chunks)
 
 
-def ping(path: str, timeout: float = 2.0) -> bytes:
-    """Ask a replica whether it is ready (blocking); returns its JSON status."""
+def exchange(path: str, kind: int, body: bytes = b"", timeout: float = 2.0
+             ) -> tuple[int, bytes]:
+    """Send one request to a replica and wait for its reply (blocking): status, response."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
-        sock.sendall(request_frame(PING, b""))
+        sock.sendall(request_frame(kind, body))
         status, n_response, n_log = REPLY.unpack(_recv_exactly(sock, REPLY.size))
         payload = _recv_exactly(sock, n_response + n_log)
+    return status, payload[:n_response]
+
+
+def ping(path: str, timeout: float = 2.0) -> bytes:
+    """Ask a replica whether it is ready (blocking); returns its JSON status."""
+    status, payload = exchange(path, PING, timeout=timeout)
     if status != 200:
         raise ConnectionError(f"replica answered {status}: {payload[:200]!r}")
-    return payload[:n_response]
+    return payload
