@@ -1,5 +1,12 @@
-"""The acceptance story as `make demo` runs it (slow: Spark jobs and Airflow DAG runs)."""
+"""The acceptance story as `make demo` runs it (slow: Spark jobs and Airflow DAG runs).
 
+Where the test PostgreSQL is (CI), the story runs on grown-up stores, as a team that outgrew
+one laptop runs it: one PostgreSQL database (``database_url``) for the Iceberg catalog,
+MLflow and the platform DB, and the warehouse and model artifacts on the S3-compatible test
+server; elsewhere on SQLite and local files, as `make demo` does (every other test covers
+those stores)."""
+
+import contextlib
 import json
 import os
 import signal
@@ -8,11 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from icefloe.config import load_settings
 from icefloe.lakehouse import Lakehouse
 from tests.conftest import ICEFLOE, run_cli
 from tests.e2e.ui_walk import walk_the_demo
+from tests.objectstore import SECRET_KEY
+from tests.postgres import POSTGRES, fresh_database
 from tests.servers import Receiver
 
 # Screenshots of every page the browser walk shows (test artifacts; CI keeps the folder).
@@ -23,8 +33,31 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.timeout(1800)  # two whole stories and a browser walk, on a busy 2-core machine
-def test_demo_runs_the_whole_story_twice(tmp_path, airflow_venv) -> None:
+def test_demo_runs_the_whole_story_twice(tmp_path, airflow_venv, object_store) -> None:
     home = tmp_path / "home"
+    with contextlib.ExitStack() as stack:
+        grown = _grown_up_stores(stack, home, object_store)
+        _story_twice(home, airflow_venv, grown, object_store)
+
+
+def _grown_up_stores(stack: contextlib.ExitStack, home: Path, object_store
+                     ) -> tuple[str, str] | None:
+    """With the test PostgreSQL: a fresh database and bucket named in the home's config
+    file (so every process of the story uses them); ``(database URL, bucket)``."""
+    if not POSTGRES:
+        return None
+    url = stack.enter_context(fresh_database("icefloe_demo"))
+    bucket = object_store.bucket()
+    home.mkdir(parents=True)
+    lines = [f'database_url = "{url}"'] + [
+        f'{name.removeprefix("ICEFLOE_").lower()} = "{value}"'
+        for name, value in object_store.settings_env(bucket).items()]
+    (home / "config.toml").write_text("[icefloe]\n" + "\n".join(lines) + "\n")
+    return url, bucket
+
+
+def _story_twice(home: Path, airflow_venv: Path, grown: tuple[str, str] | None,
+                 object_store) -> None:
     args = ["demo", "--rows", "2000", "--bad-rows", "500", "--airflow-venv", str(airflow_venv)]
     lineage = Receiver()  # OpenLineage events of the first run
     first = run_cli(args, home, timeout=900, env={
@@ -64,6 +97,8 @@ def test_demo_runs_the_whole_story_twice(tmp_path, airflow_venv) -> None:
     assert 0 < summary["failure_to_fix_s"] < summary["total_s"]
     _assert_story_state(home, summary)
     _assert_governance(home, summary, [event for event, _, _ in lineage.received], out)
+    if grown is not None:
+        _assert_grown_up(home, grown, object_store, first)
     # Re-running replaces the demo's own table, model, endpoint and jobs and says so; the
     # Airflow home is reused and each DAG's outcome is its new run's, not the last demo's.
     # This time it stays up (--serve) and a real browser walks the web UI through its data.
@@ -236,3 +271,34 @@ def _assert_governance(home, summary, events: list[dict], out: str) -> None:
     parents = [e["run"]["facets"]["parent"] for e in events
                if "parent" in e["run"].get("facets", {})]
     assert any(p["job"]["namespace"] == "airflow" for p in parents)
+
+
+def _assert_grown_up(home: Path, grown: tuple[str, str], object_store, story) -> None:
+    """Every store of the story was a schema of the one database, every table file and
+    model artifact an object in the bucket."""
+    url, bucket = grown
+    # None of icefloe's stores is a SQLite file: each is a schema of the one database
+    # (Airflow keeps its own metadata DB in its home).
+    files = [p for p in home.rglob("*.db") if "airflow" not in p.parts]
+    assert not files, files
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        counts = dict(conn.execute(text(
+            "SELECT table_schema, count(*) FROM information_schema.tables "
+            "WHERE table_schema LIKE 'icefloe_%' GROUP BY table_schema")).all())
+        versions = conn.execute(text(
+            "SELECT count(*) FROM icefloe_mlflow.model_versions")).scalar_one()
+        snapshots_of = conn.execute(text(
+            "SELECT count(*) FROM icefloe_catalog.iceberg_tables "
+            "WHERE table_namespace = 'lending' AND table_name = 'loans'")).scalar_one()
+        runs = conn.execute(text(
+            "SELECT count(*) FROM icefloe_platform.runs")).scalar_one()
+    engine.dispose()
+    assert set(counts) == {"icefloe_catalog", "icefloe_mlflow", "icefloe_platform"}
+    assert versions == 3 and snapshots_of == 1 and runs > 10
+    # Tables and model artifacts are objects in the bucket, none on the local disk.
+    keys = object_store.keys(bucket)
+    assert any(k.startswith("warehouse/lending/loans/data/") for k in keys)
+    assert any(k.startswith("mlartifacts/") and k.endswith("MLmodel") for k in keys)
+    assert not list((home / "lake").rglob("*.parquet"))
+    assert SECRET_KEY not in story.stdout + story.stderr

@@ -34,6 +34,17 @@ out["bridge_rows"] = df.count()
 out["input_files"] = sorted({f.split("://")[0] for f in df.inputFiles()})
 write_table(df.filter("grade = 'B'"), "lending.b_only", mode="create")
 out["written"] = Lakehouse(settings).read("lending.b_only").num_rows
+# The JVM pyspark started: its command line (what `ps` shows anyone) has no secret.
+import os
+lines = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) == os.getpid():
+            lines.append(open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace"))
+    except OSError:
+        pass
+out["jvms"] = sum("java" in line for line in lines)
+out["secret_in_ps"] = any(settings.s3_secret_access_key in line for line in lines)
 print("OUT " + json.dumps(out))
 '''
 
@@ -70,6 +81,7 @@ def test_tables_live_in_the_bucket_and_every_reader_agrees(object_store, tmp_pat
     assert out["pyiceberg_rows_in_spark_sql"] == 101
     assert out["bridge_rows"] == 151 and out["input_files"] == ["s3"]
     assert out["written"] == 50
+    assert out["jvms"] == 1 and out["secret_in_ps"] is False
     assert lh.current_snapshot("lending.loans").added_rows == 50  # Spark's INSERT, seen
     assert SECRET_KEY not in proc.stdout + proc.stderr
 

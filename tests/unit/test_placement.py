@@ -23,3 +23,13 @@ def test_a_dead_node_s_share_goes_to_the_others() -> None:
     after = share("dep-x", 3, ["a", "c"])
     assert before == {"a": 1, "b": 1, "c": 1} and sum(after.values()) == 3
     assert set(after) == {"a", "c"}
+
+
+def test_a_leaving_node_moves_only_what_it_held() -> None:
+    nodes = ["http://n1", "http://n2", "http://n3"]
+    before = {f"dep-{i}": share(f"dep-{i}", 1, nodes) for i in range(300)}
+    after = {d: share(d, 1, nodes[:2]) for d in before}
+    moved = [d for d in before if before[d] != after[d]]
+    assert all("http://n3" in before[d] for d in moved)  # only the leaver's
+    assert {d for d in before if "http://n3" in before[d]} == set(moved)
+    assert {d: share(d, 1, nodes) for d in before} == before  # it comes back: same again

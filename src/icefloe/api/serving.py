@@ -180,7 +180,8 @@ def add_model_routes(router: APIRouter, db: Database, settings: Settings,
                 raise InvalidInputError(f"build_id: build {body.build_id!r} belongs to another "
                                         "project than the deployment")
         dep = deps.redeploy(db, supervisor, deployment_id, body.build_id,
-                            actor(request.scope), accept_new_fields=body.accept_new_fields)
+                            actor(request.scope), accept_new_fields=body.accept_new_fields,
+                            other_nodes=settings.multi_node)
         return deps.deployment_json(dep, supervisor)
 
     @router.post("/models/deployments/{deployment_id}:stop", operation_id="stop_deployment")

@@ -1,8 +1,10 @@
-"""Where a deployment's replicas run (pure): spread evenly over the nodes alive.
+"""Where a deployment's replicas run (pure): spread over the nodes alive.
 
 Every node computes the same answer from the same facts (the deployments, the nodes whose
 lease holds), so no node has to hand out work: each starts its own share and stops what is
-no longer its. When a node dies, the others' shares grow by what it held.
+no longer its. Nodes are ranked per deployment by rendezvous hashing (highest hash of
+deployment and node first), so a node that leaves moves only the replicas it held, and one
+that comes back (same URL) gets the same ones again.
 """
 
 from __future__ import annotations
@@ -11,19 +13,19 @@ import hashlib
 from collections.abc import Sequence
 
 
-def share(deployment_id: str, replicas: int, node_ids: Sequence[str]) -> dict[str, int]:
-    """How many of a deployment's replicas each node holds.
+def ranked(deployment_id: str, nodes: Sequence[str]) -> list[str]:
+    """The nodes in the order a deployment prefers them."""
+    return sorted(set(nodes), reverse=True, key=lambda node: hashlib.sha256(
+        f"{deployment_id}\x00{node}".encode()).digest())
 
-    Replicas go round the nodes (sorted by id), starting at a node picked by the
-    deployment's id, so single-replica deployments do not all land on the same node.
-    Nodes with none are left out.
-    """
-    ordered = sorted(set(node_ids))
-    if not ordered or replicas <= 0:
-        return {}
-    first = int(hashlib.sha256(deployment_id.encode()).hexdigest()[:8], 16) % len(ordered)
+
+def share(deployment_id: str, replicas: int, nodes: Sequence[str]) -> dict[str, int]:
+    """How many of a deployment's replicas each node holds (nodes with none left out):
+    one on each of its preferred nodes, round again when there are more replicas than
+    nodes."""
+    order = ranked(deployment_id, nodes)
     counts: dict[str, int] = {}
-    for i in range(replicas):
-        node = ordered[(first + i) % len(ordered)]
+    for i in range(max(0, replicas) if order else 0):
+        node = order[i % len(order)]
         counts[node] = counts.get(node, 0) + 1
     return counts

@@ -6,10 +6,14 @@ background thread so that the caller can do its own set-up meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,11 +79,43 @@ def spark_session(
         )
     )
     # Spark's own Iceberg catalog over PyIceberg's database, when its jars are fetched.
+    secrets: dict[str, str] = {}
     for key, value in {**spark_config(settings), **(config or {})}.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+        if SECRET_CONF.search(key):
+            secrets[key] = value
+        else:
+            builder = builder.config(key, value)
+    with _secret_properties(scratch, secrets):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+# pyspark starts its JVM with every setting on the command line, where any local user's
+# `ps` reads it: secrets go in a private properties file instead, gone once Spark started.
+SECRET_CONF = re.compile(r"(secret|password|token)", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def _secret_properties(folder: Path, secrets: dict[str, str]) -> Iterator[None]:
+    if not secrets:
+        yield
+        return
+    fd, path = tempfile.mkstemp(prefix="secrets-", suffix=".conf", dir=folder)  # 0600
+    with os.fdopen(fd, "w") as out:
+        for key, value in secrets.items():
+            escaped = value.replace("\\", "\\\\").replace("\n", "\\n")  # Java properties
+            out.write(f"{key}={escaped}\n")
+    previous = os.environ.get("PYSPARK_SUBMIT_ARGS")
+    os.environ["PYSPARK_SUBMIT_ARGS"] = f"--properties-file {path} pyspark-shell"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYSPARK_SUBMIT_ARGS", None)
+        else:
+            os.environ["PYSPARK_SUBMIT_ARGS"] = previous
+        os.unlink(path)
 
 
 class SparkStart:

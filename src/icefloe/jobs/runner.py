@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from icefloe.auth import keys
 from icefloe.cluster import nodes
 from icefloe.config import Settings
-from icefloe.errors import IcefloeError
+from icefloe.errors import ConfigError, IcefloeError
 from icefloe.happenings import Actor, Happening, emit
 from icefloe.home import job_identity, unreachable
 from icefloe.jobs import folders, launcher, states, submit, vault
@@ -142,6 +142,9 @@ class Runner:
         self.instance = uuid.uuid4().hex[:12]  # this node's id
         self._next_takeover = 0.0
         self._heart: threading.Thread | None = None
+        self._heart_stop = threading.Event()
+        # Runs this node killed when it could not renew its lease: failed once it can.
+        self._fenced: set[str] = set()
         self.logs = settings.home.resolve() / "logs" / "runs"
         self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.on_run_end: list[Callable[[str], None]] = []  # e.g. forget the run's token
@@ -161,15 +164,18 @@ class Runner:
         """
         count = 0
         told: list[Happening | None] = []
+        fenced = set(self._fenced)
         with self.db.session() as s:
             known = nodes.all_nodes(s)
             living = {n.id for n in nodes.alive(s)} | {self.instance}
             earlier = {n.id for n in known if self.api_url and n.url == self.api_url
                        and n.id != self.instance}
             for run in repo.runs_in(s, {states.STARTING, states.RUNNING}):
-                if run.owner in living and run.owner not in earlier:
+                if run.owner in living and run.owner not in earlier and run.id not in fenced:
                     continue
-                if run.owner in earlier and run.pid:
+                # Only a single node knows its earlier life ran here: with several, a pid
+                # may be another machine's (the launcher stopped the run anyway).
+                if run.owner in earlier and run.pid and not self.settings.multi_node:
                     _kill_group(run.pid, grace=0.5)
                 failed = repo.move_run(s, run.id, states.FAILED, reason=(
                     f"the control plane stopped while this run was active (pid {run.pid}, "
@@ -185,6 +191,7 @@ class Runner:
             for node_id in earlier:
                 nodes.leave(s, node_id)
             nodes.forget_dead(s)  # rows of nodes gone for an hour
+        self._fenced -= fenced
         for happening in told:
             emit(lambda h=happening: h)  # type: ignore[misc]
         return count
@@ -192,6 +199,8 @@ class Runner:
     def start(self, interval: float = 0.2) -> None:
         """Join the nodes, recover, then tick in a background thread until
         :meth:`shutdown`; a second thread renews this node's lease."""
+        if self.settings.multi_node and self.api_url:
+            self._check_url_is_ours()
         with self.db.session() as s:
             nodes.join(s, self.instance, self.api_url)
         self.recover()
@@ -210,6 +219,26 @@ class Runner:
         self._thread = threading.Thread(target=loop, name="icefloe-runner", daemon=True)
         self._thread.start()
 
+    def _check_url_is_ours(self) -> None:
+        """Refuse to join when another live node has this node's URL (an earlier life of
+        this node stops renewing its lease; another node goes on).
+
+        Raises:
+            ConfigError: Two nodes with one URL would take each other's runs for their own.
+        """
+        def beats() -> dict[str, object]:
+            with self.db.session() as s:
+                return {n.id: n.heartbeat_at for n in nodes.alive(s) if n.url == self.api_url}
+
+        before = beats()
+        if not before:
+            return
+        time.sleep(2.5 * nodes.HEARTBEAT_S)
+        after = beats()
+        if any(after.get(node) not in (None, at) for node, at in before.items()):
+            raise ConfigError(f"another live node already has the URL {self.api_url}: give "
+                              "each node its own node_url")
+
     def shutdown(self) -> None:
         """Stop the loop and every running job (they end ENGINE_STOPPED)."""
         self._stop.set()
@@ -218,6 +247,7 @@ class Runner:
         for run_id in list(self._live):
             self.stop(run_id, reason="the control plane shut down")
         self._reap()
+        self._heart_stop.set()  # only now: the lease holds while the runs are stopped
         if self._heart is not None:
             self._heart.join(timeout=10)
             with contextlib.suppress(Exception), self.db.session() as s:
@@ -226,7 +256,7 @@ class Runner:
     def _heartbeat(self) -> None:
         """Renew the lease every second; stop this node's runs if it could not in time."""
         renewed = time.monotonic()
-        while not self._stop.wait(nodes.HEARTBEAT_S):
+        while not self._heart_stop.wait(nodes.HEARTBEAT_S):
             try:
                 with self.db.session() as s:
                     if not nodes.beat(s, self.instance):
@@ -234,10 +264,14 @@ class Runner:
                 renewed = time.monotonic()
             except Exception:  # the database is away: the lease may run out
                 log.warning("renewing node %s's lease failed", self.instance, exc_info=True)
-            if self._live and time.monotonic() - renewed > nodes.LEASE_S - nodes.HEARTBEAT_S:
+            # Alone, a node keeps its runs through a database outage; one of several must
+            # stop them, as the others take them for failed and retry them.
+            if self.settings.multi_node and self._live and \
+                    time.monotonic() - renewed > nodes.LEASE_S - nodes.HEARTBEAT_S:
                 log.error("node %s could not renew its lease: stopping its %d run(s), which "
                           "other nodes take for failed", self.instance, len(self._live))
                 for live in list(self._live.values()):
+                    self._fenced.add(live.run_id)  # failed here once the database is back
                     self._drop(live)
 
     # -- the loop ------------------------------------------------------------------------

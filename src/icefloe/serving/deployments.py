@@ -267,7 +267,8 @@ def check_new_fields(dep: Deployment, serving: Build | None, build: Build,
 
 
 def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id: str,
-             actor: str = "", *, accept_new_fields: bool = False) -> Deployment:
+             actor: str = "", *, accept_new_fields: bool = False,
+             other_nodes: bool = False) -> Deployment:
     """Move a deployment (same access key, same id) to another build of its model.
 
     Redeploys of one deployment take turns: each starts its build's replicas, records the
@@ -283,6 +284,10 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
             READY or is of another model, it requires new input fields (naming them) and
             ``accept_new_fields`` is off, or the row changed meanwhile (the new replicas are
             stopped; the old build keeps serving).
+
+    With ``other_nodes`` (several nodes), a node that holds none of the deployment's replicas
+    proves the build runs with one replica of its own, records it and stops that replica;
+    the nodes holding replicas then move their own share (see :mod:`icefloe.serving.spread`).
         UnavailableError: The new build's replicas never became ready; the old build keeps
             serving and the reason is kept on the deployment.
     """
@@ -301,7 +306,10 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
             previous, wanted = dep.build_id, dep.replicas
             build_path, version = build.path, build.model_version
         served = supervisor.serving(deployment_id)
-        if served != previous:
+        elsewhere = other_nodes and served is None
+        if elsewhere:
+            wanted = 1  # only to prove the build runs: the holders move their own share
+        elif served != previous:
             raise ConflictError(f"deployment {deployment_id} is recorded on build {previous} "
                                 f"but this control plane serves "
                                 f"{f'build {served}' if served else 'nothing'} for it")
@@ -328,7 +336,10 @@ def redeploy(db: Database, supervisor: Supervisor, deployment_id: str, build_id:
         except BaseException:
             supervisor.discard(deployment_id, fresh)
             raise
-        supervisor.switch(deployment_id, build_id, build_path, fresh)
+        if elsewhere:
+            supervisor.discard(deployment_id, fresh)
+        else:
+            supervisor.switch(deployment_id, build_id, build_path, fresh)
     emit(lambda: _happening("COMPLETE", row, build_id, actor, "redeploy", previous))
     return row
 

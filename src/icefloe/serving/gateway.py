@@ -70,6 +70,7 @@ _ACCESS_KEY = re.compile(rb'"accessKey"[ \t\r\n]*:[ \t\r\n]*"([^"\\]{1,512})"')
 _JSON = (b"content-type", b"application/json")
 FORWARDED = b"x-icefloe-forwarded"
 RELAY_TIMEOUT_S = 30.0
+RELAY_CONNECT_S = 1.0  # a node that does not accept within this is taken for gone
 
 
 class _Elsewhere(Exception):  # noqa: N818 - a signal inside the gateway, not an error
@@ -256,8 +257,10 @@ class ModelGateway:
                     del scope["icefloe.deployment"]
                     reply = None
             if reply is None:
+                # A caller whose API key was refused is answered here, never relayed.
                 route, key = self._route(body, principal, source,
-                                         relayed=any(k == FORWARDED for k, _ in scope["headers"]))
+                                         relayed=any(k == FORWARDED for k, _ in scope["headers"]),
+                                         may_relay=presented is None or principal is not None)
                 scope["icefloe.deployment"] = route.deployment_id
                 reply = await forward(route, kind, body or b"", key=key)
                 if reply[0] == UNCONFIRMED:  # the replica parsed the body differently
@@ -297,7 +300,8 @@ class ModelGateway:
         loop = asyncio.get_running_loop()
         client = self._relays.get(loop)
         if client is None:
-            client = self._relays[loop] = httpx.AsyncClient(timeout=RELAY_TIMEOUT_S)
+            client = self._relays[loop] = httpx.AsyncClient(
+                timeout=httpx.Timeout(RELAY_TIMEOUT_S, connect=RELAY_CONNECT_S))
         headers = {"content-type": "application/json", FORWARDED.decode(): "1"}
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -308,8 +312,11 @@ class ModelGateway:
             try:
                 answer = await client.post(f"{url}{scope['path']}", content=body,
                                            headers=headers)
-            except httpx.TransportError:
-                continue  # that node is going or gone: try the next
+            except httpx.ConnectError:
+                continue  # nothing was sent: the next node may take it
+            except httpx.TransportError as exc:  # it may have been answered: never twice
+                raise UnavailableError(f"the node holding this model did not answer: "
+                                       f"{type(exc).__name__}") from None
             return answer.status_code, answer.content
         raise UnavailableError("no node holding a replica of this deployment could be "
                                "reached; try again")
@@ -330,10 +337,13 @@ class ModelGateway:
             return None
         if route is None or not allowed(route, principal):
             return None
+        if self.peers is not None and not any(r.ready for r in route.replicas):
+            return None  # none ready here yet: the slow way may relay it to a node that has
         return route, key
 
     def _route(self, body: bytes | None, principal: Principal | None,
-               source: str, *, relayed: bool = False) -> tuple[Route, bytes]:
+               source: str, *, relayed: bool = False,
+               may_relay: bool = True) -> tuple[Route, bytes]:
         """Parse the body and find its deployment: the answer without any shortcut.
 
         Raises:
@@ -356,9 +366,12 @@ class ModelGateway:
             raise
         hashed = access_key_hash(access_key)
         route = self.supervisor.route(hashed)
-        if route is None and self.peers is not None and not relayed:
-            holders = self.peers(hashed)
-            if holders:
+        if self.peers is not None and (route is None or not any(
+                r.ready for r in route.replicas)):
+            if relayed and route is None:  # it moved since the relaying node looked
+                raise UnavailableError("this node no longer holds the model; try again")
+            holders = () if relayed or not may_relay else self.peers(hashed)
+            if holders:  # none here (or none ready yet): a node that holds one answers
                 raise _Elsewhere(holders)
         key = access_key.encode("utf-8", "surrogatepass")
         if route is None or not allowed(route, principal) or len(key) > MAX_KEY_BYTES:

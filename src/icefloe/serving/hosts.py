@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,10 +80,17 @@ class ModelHosts(Supervisor):
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     start_new_session=True)
             fresh = Replica(rid, "host", sock, proc, log_path)
-            self._wait_ready([fresh], f"model host {i}")
+            try:
+                self._wait_ready([fresh], f"model host {i}")
+            except BaseException:
+                self._terminate([fresh], grace=1.0)  # never left running unknown
+                raise
             fresh.ready = True
-            for key_hash, path in self._attached[i].items():  # a restart: all it had
-                self._send(fresh, ATTACH, {"key_hash": key_hash, "build": path})
+            for key_hash, path in list(self._attached[i].items()):  # a restart: all it had
+                try:
+                    self._send(fresh, ATTACH, {"key_hash": key_hash, "build": path})
+                except (OSError, ReplicaNotReady):
+                    log.exception("model host %d could not take %s back", i, path)
             self._hosts[i] = fresh
             if host is not None:  # the routes that used the dead one use the new one
                 with self._lock:
@@ -179,7 +187,7 @@ class ModelHosts(Supervisor):
         old_key = self._keys.get(deployment_id)
         for i in set(self._placed.get(deployment_id, [])) - set(chosen):
             self._detach(i, old_key or key_hash)
-        route = Route(deployment_id, model_name, auth_enabled, len(chosen), build_id,
+        route = Route(deployment_id, model_name, auth_enabled, replicas, build_id,
                       build_path, replicas=tuple(self._host(i) for i in chosen),
                       project_id=project_id)
         with self._lock:
@@ -240,6 +248,8 @@ class ModelHosts(Supervisor):
         with self._lock:
             self._routes, self._by_key = {}, {}
         self._terminate([h for h in self._hosts if h is not None])
+        if self._sockets:
+            shutil.rmtree(self._sockets, ignore_errors=True)
 
     # -- the monitor: hosts, not routes ---------------------------------------------------------
 

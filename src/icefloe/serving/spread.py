@@ -75,46 +75,53 @@ class Spreader:
         """One pass: this node's share of every served deployment, and nothing else."""
         with self.db.session() as s:
             living = nodes.alive(s)
-            rows = s.execute(select(Deployment, Build.path)
-                             .join(Build, Build.id == Deployment.build_id)
+            rows = s.execute(select(Deployment.id, Deployment.access_key_hash,
+                                    Deployment.replicas, Deployment.build_id)
                              .where(Deployment.status == DEPLOYED)).all()
-            served = [(d.id, d.access_key_hash, d.model_name, d.build_id, path, d.replicas,
-                       d.auth_enabled, d.project_id) for d, path in rows]
-        ids = [n.id for n in living]
-        if self.node_id not in ids:
+        # Nodes are placed by URL: a node that restarts (a new id) gets its replicas back.
+        keys = {n.id: n.url or n.id for n in living}
+        if self.node_id not in keys:
             return  # our lease lapsed: the others hold our share until we beat again
-        urls = {n.id: n.url for n in living}
+        me = keys[self.node_id]
         holders: dict[str, tuple[str, ...]] = {}
-        for dep_id, khash, model, build_id, path, replicas, auth, project_id in served:
-            spread = share(dep_id, replicas, ids)
-            holders[khash] = tuple(urls[n] for n in spread if n != self.node_id and urls[n])
-            self._keep(dep_id, spread.get(self.node_id, 0), khash, model, build_id, path,
-                       auth, project_id)
+        for dep_id, key_hash, replicas, build_id in rows:
+            spread = share(dep_id, replicas, list(keys.values()))
+            holders[key_hash] = tuple(k for k in spread if k != me and "://" in k)
+            mine = spread.get(me, 0)
+            if self.supervisor.wanted(dep_id) != (mine or None) or (
+                    mine and self.supervisor.serving(dep_id) != build_id):
+                self._keep(dep_id, mine)
         self._holders = holders
-        for dep_id in set(self.supervisor.served()) - {row[0] for row in served}:
+        for dep_id in set(self.supervisor.served()) - {row[0] for row in rows}:
             self._keep(dep_id, 0)
 
-    def _keep(self, dep_id: str, mine: int, key_hash: str = "", model: str = "",
-              build_id: str = "", path: str = "", auth: bool = True,
-              project_id: str | None = None) -> None:
+    def _keep(self, dep_id: str, mine: int) -> None:
+        """Make this node hold ``mine`` replicas of a deployment, as its row says now."""
         try:
             # A change of this deployment under way here (create, redeploy, stop) goes
-            # first: the next pass sees what it left.
+            # first: the next pass sees what it left. The row is read again inside the
+            # turn, so a change made meanwhile is never undone.
             with one_change_at_a_time(dep_id, wait=0):
+                with self.db.session() as s:
+                    found = s.execute(select(Deployment, Build.path)
+                                      .join(Build, Build.id == Deployment.build_id)
+                                      .where(Deployment.id == dep_id)).first()
                 here = self.supervisor.wanted(dep_id)
-                if mine == 0:
+                if found is None or found[0].status != DEPLOYED or mine == 0:
                     if here is not None:
                         self.supervisor.stop(dep_id)
                     return
+                dep, path = found
                 if here is None:
-                    self.supervisor.deploy(dep_id, key_hash, model, build_id, path,
-                                           replicas=mine, auth_enabled=auth, wait=False,
-                                           project_id=project_id)
+                    self.supervisor.deploy(dep_id, dep.access_key_hash, dep.model_name,
+                                           dep.build_id, path, replicas=mine,
+                                           auth_enabled=dep.auth_enabled, wait=False,
+                                           project_id=dep.project_id)
                     return
                 if here != mine:
                     self.supervisor.resize(dep_id, mine)
-                if self.supervisor.serving(dep_id) != build_id:
-                    self.supervisor.redeploy(dep_id, build_id, path)
+                if self.supervisor.serving(dep_id) != dep.build_id:
+                    self.supervisor.redeploy(dep_id, dep.build_id, path)
         except ConflictError:
             return
         except Exception:
