@@ -47,8 +47,7 @@ test: install browser balancer
 # The API, jobs and serving suites again with every store in PostgreSQL (one database per
 # home): needs ICEFLOE_TEST_POSTGRES_URL (.ci/postgres starts a throwaway server).
 PG_SUITES = tests/integration/test_control_plane.py tests/integration/test_cde.py \
-	tests/integration/test_api_routes.py tests/integration/test_serving.py \
-	tests/integration/test_gateway.py
+	tests/integration/test_serving.py
 test-postgres: install
 	@test -n "$$ICEFLOE_TEST_POSTGRES_URL" || { echo "set ICEFLOE_TEST_POSTGRES_URL (bash .ci/postgres prints one)"; exit 1; }
 	ICEFLOE_TEST_STORES=postgres $(BIN)/python -m pytest -n 2 --dist loadfile $(PG_SUITES)
